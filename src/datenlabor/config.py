@@ -1,0 +1,90 @@
+"""Settings in one place.
+
+Values come, in this order of precedence, from keyword arguments, ``DATENLABOR_*``
+environment variables, a TOML config file and the defaults below. The config file is
+``DATENLABOR_CONFIG`` if set, else ``datenlabor.toml`` inside the pool directory.
+
+Example ``datenlabor.toml``::
+
+    database_url = "postgresql+psycopg://datenlabor@db.example/datenlabor"
+    default_user = "analyst@bmi.bund.de"
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from datenlabor.errors import BadInput
+
+CONFIG_FILE_NAME = "datenlabor.toml"
+
+
+class Settings(BaseSettings):
+    """Datenlabor settings; see the module docstring for where they come from."""
+
+    model_config = SettingsConfigDict(env_prefix="DATENLABOR_", extra="forbid")
+
+    pool: Path = Field(default=Path("datenlabor-pool"), description="Pool directory")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata store; default: SQLite file in the pool",
+    )
+    user: str = Field(default_factory=lambda: _default_user(), description="Who acts")
+    lock_timeout_s: float = Field(default=600.0, description="Wait for a dataset lock")
+    csv_sample_bytes: int = Field(default=4 * 1024 * 1024, description="Bytes sniffed")
+    duckdb_memory: str = Field(default="600MB", description="DuckDB memory limit per job")
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @property
+    def metadata_url(self) -> str:
+        """The metadata store URL, defaulting to ``<pool>/metadata.sqlite``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.pool / 'metadata.sqlite').resolve()}"
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from overrides, environment and the config file.
+
+    >>> load_settings(pool="/tmp/p").metadata_url
+    'sqlite:////tmp/p/metadata.sqlite'
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    pool = overrides.get("pool") or os.environ.get("DATENLABOR_POOL") or "datenlabor-pool"
+    config_path = os.environ.get("DATENLABOR_CONFIG")
+    path = Path(config_path) if config_path else Path(pool).expanduser() / CONFIG_FILE_NAME
+    from_file: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"invalid config file: {exc}", file=str(path)) from exc
+    elif config_path:
+        raise BadInput("config file not found", file=str(path))
+    # Environment beats the file, explicit overrides beat both: pydantic-settings gives
+    # init kwargs priority over env, so only pass file values the env does not set.
+    env_set = {k[len("DATENLABOR_") :].lower() for k in os.environ if k.startswith("DATENLABOR_")}
+    merged = {k: v for k, v in from_file.items() if k not in env_set}
+    merged.update(overrides)
+    try:
+        return Settings(**merged)
+    except ValueError as exc:
+        raise BadInput(f"invalid settings: {exc}", file=str(path) if from_file else None) from exc

@@ -1,0 +1,1 @@
+"""The Datenpool: versioned datasets, ingest, schema, quality, catalogue metadata."""

@@ -1,0 +1,448 @@
+"""The Datenpool: datasets whose every load is an immutable, queryable Delta version.
+
+>>> import datenlabor
+>>> pool = datenlabor.open("/tmp/pool")                          # doctest: +SKIP
+>>> pool.ingest("12411-0006.csv", dataset="bevoelkerung")        # doctest: +SKIP
+>>> pool.dataset("bevoelkerung").read(version=1).num_rows        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from datenlabor.config import Settings, load_settings
+from datenlabor.errors import BadInput, Conflict, NotFound
+from datenlabor.pool import delta, schema as table_schema
+from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
+from datenlabor.pool.dataset import DatasetHandle
+from datenlabor.pool.info import DatasetInfo, VersionInfo
+from datenlabor.pool.ingest import CsvOptions, Reading, open_reading
+from datenlabor.pool.locks import dataset_lock
+from datenlabor.pool.quality import quality_report
+from datenlabor.query.connection import connect, quote_ident
+from datenlabor.store import Dataset, Organisation, Store, Version
+
+MODES = ("replace", "append", "upsert")
+Progress = Callable[[str, float | None], None]
+
+
+def open(path: str | Path | None = None, **settings: Any) -> Pool:  # noqa: A001 - the API name
+    """Open (and create if needed) the pool at ``path``; see :mod:`datenlabor.config`."""
+    return Pool(load_settings(pool=path, **settings))
+
+
+class Pool:
+    """A pool folder (Delta tables) plus its metadata store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.pool.resolve()
+        for sub in ("tables", "staging", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.metadata_url, lock_dir=self.root / "locks")
+
+    # -- reading ------------------------------------------------------------------------
+    def datasets(self) -> list[DatasetInfo]:
+        with self.store.session() as s:
+            rows = s.scalars(_dataset_query().order_by(Dataset.slug)).all()
+            return [DatasetInfo.of(d) for d in rows if d.versions]
+
+    def dataset(self, slug: str) -> DatasetHandle:
+        with self.store.session() as s:
+            d = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            if d is None or not d.versions:
+                raise NotFound(f"no dataset {slug!r}")
+        return DatasetHandle(self, slug)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run read-only SQL over the pool; datasets are tables, ``"slug@N"`` is version N."""
+        from datenlabor.query.sql import SqlSession
+
+        with SqlSession(self) as session:
+            return session.arrow(sql)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return connect(temp_dir=self.root / "tmp", memory_limit=self.settings.duckdb_memory)
+
+    # -- writing ------------------------------------------------------------------------
+    def ingest(
+        self,
+        path: str | Path,
+        *,
+        dataset: str,
+        mode: str = "replace",
+        key: str | list[str] | None = None,
+        format: str = "auto",  # noqa: A002 - mirrors the CLI option
+        csv: CsvOptions | None = None,
+        sheet: str | None = None,
+        schema: str | Path | dict[str, Any] | None = None,
+        meta: DatasetMeta | None = None,
+        user: str | None = None,
+        progress: Progress | None = None,
+    ) -> VersionInfo:
+        """Load a file as a new version of ``dataset``; nothing is visible if it fails."""
+        slug = check_slug(dataset)
+        if mode not in MODES:
+            raise BadInput(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", column="mode")
+        meta = check_meta(meta or DatasetMeta())
+        keys = [k.strip() for k in key.split(",")] if isinstance(key, str) else list(key or [])
+        user_schema = table_schema.load_schema(schema) if schema is not None else None
+        if user_schema and not keys:
+            keys = _as_list(user_schema.get("primaryKey"))
+        report = progress or (lambda _phase, _fraction: None)
+        src = Path(path)
+        con = self.connect()
+        work = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        reading: Reading | None = None
+        staged: delta.StagedFiles | None = None
+        try:
+            report("read", None)
+            reading = open_reading(
+                con, src, fmt=format, csv=csv, sheet=sheet, work_dir=work,
+                sample_bytes=self.settings.csv_sample_bytes,
+            )
+            staged = self._stage(con, reading, report)
+            if user_schema is not None:
+                con.execute(f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}")
+                table_schema.check_against_schema(
+                    con, "staged_rows", user_schema, file=str(src), line_offset=reading.line_offset
+                )
+            with dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s):
+                report("commit", None)
+                staged, info = self._commit(
+                    con, slug, reading, staged, mode=mode, keys=keys, meta=meta,
+                    user_schema=user_schema, user=user or self.settings.user,
+                )
+            return info
+        finally:
+            if staged is not None:
+                staged.discard()
+            if reading is not None:
+                reading.cleanup()
+            con.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _stage(self, con: duckdb.DuckDBPyConnection, reading: Reading, report: Progress) -> delta.StagedFiles:
+        report("parse", 0.0)
+        while True:
+            try:
+                with _watch_progress(con, lambda f: report("parse", f)):
+                    return delta.stage(con, delta.delta_select(con, reading.relation), self.root / "staging")
+            except duckdb.Error as exc:
+                if reading.retry_after(con, exc):
+                    continue
+                raise _parse_error(exc, reading) from exc
+
+    def _commit(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        slug: str,
+        reading: Reading,
+        staged: delta.StagedFiles,
+        *,
+        mode: str,
+        keys: list[str],
+        meta: DatasetMeta,
+        user_schema: dict[str, Any] | None,
+        user: str,
+    ) -> tuple[delta.StagedFiles | None, VersionInfo]:
+        with self.store.session() as s:
+            ds = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            exists = ds is not None and bool(ds.versions)
+            table_dir = self.root / ds.table_path if ds is not None else None
+            if ds is not None and table_dir is not None:
+                self._recover(ds, table_dir)
+            keys = keys or (list(ds.primary_key) if ds is not None else [])
+            src_file = str(reading.source.path)
+            _check_keys(con, staged.relation(), keys, mode, src_file, reading.line_offset)
+            if not exists and mode in ("append", "upsert"):
+                mode_used = "replace"  # the first load of a dataset is its whole content
+            else:
+                mode_used = mode
+            if exists:
+                assert ds is not None and table_dir is not None
+                current = ds.versions[-1]
+                files, cur_schema = delta.snapshot_files(table_dir, current.delta_version)
+                cur_rel = delta.parquet_relation(files)
+                if mode_used in ("append", "upsert"):
+                    staged = _conform(con, staged, cur_rel, cur_schema, src_file, self.root / "staging")
+                if mode_used == "append" and keys:
+                    _check_no_collision(con, staged.relation(), cur_rel, keys, src_file, reading.line_offset)
+                if mode_used == "upsert":
+                    # Kept rows first (in their order), then the new and updated rows.
+                    names = _cols([f.name for f in cur_schema])
+                    merged = (
+                        f"WITH cur AS (SELECT * FROM {cur_rel}), new AS (SELECT * FROM {staged.relation()}) "
+                        f"(SELECT {names} FROM cur ANTI JOIN new USING ({_cols(keys)})) "
+                        f"UNION ALL (SELECT {names} FROM new)"
+                    )
+                    old = staged
+                    staged = delta.stage(con, merged, self.root / "staging")
+                    old.discard()
+            else:
+                table_dir = self.root / "tables" / f"{slug}-{uuid.uuid4().hex[:8]}"
+            number = (ds.versions[-1].number + 1) if exists and ds is not None else 1
+            provenance = {
+                "dataset": slug, "version": number, "mode": mode_used, "user": user,
+                "source": reading.source.name, "sha256": reading.source.sha256,
+            }
+            delta_mode = "append" if mode_used == "append" else "overwrite"
+            new_rows = staged.rows
+            dv = delta.commit(table_dir, staged, mode=delta_mode, metadata=provenance)
+            staged = None  # moved into the table
+            try:
+                files, _ = delta.snapshot_files(table_dir, dv)
+                rel = delta.parquet_relation(files)
+                con.execute(f"CREATE OR REPLACE TEMP VIEW version_rows AS SELECT * FROM {rel}")
+                rows = con.execute("SELECT count(*) FROM version_rows").fetchone()[0]  # type: ignore[index]
+                inferred = table_schema.infer_table_schema(con, "version_rows", primary_key=keys or None)
+                described = _merge_user_schema(inferred, user_schema)
+                quality = quality_report(con, "version_rows", schema=described, primary_key=keys or None)
+                version = self._record(
+                    s, ds, slug, table_dir, meta=meta, keys=keys, number=number, dv=dv,
+                    mode=mode_used, rows=rows, schema=described, quality=quality,
+                    reading=reading, user=user, appended=new_rows,
+                )
+            except BaseException:
+                s.rollback()
+                previous = ds.versions[-1].delta_version if exists and ds is not None else None
+                if previous is not None and table_dir is not None:
+                    delta.restore(table_dir, previous)
+                raise
+            return None, VersionInfo.of(slug, version)
+
+    def _record(
+        self, s: Session, ds: Dataset | None, slug: str, table_dir: Path, *, meta: DatasetMeta,
+        keys: list[str], number: int, dv: int, mode: str, rows: int, schema: dict[str, Any],
+        quality: dict[str, Any], reading: Reading, user: str, appended: int,
+    ) -> Version:
+        given = meta.given()
+        publisher_slug = given.pop("publisher", None)
+        publisher_name = given.pop("publisher_name", None)
+        if ds is None:
+            ds = Dataset(
+                slug=slug, table_path=str(table_dir.relative_to(self.root)),
+                title=given.pop("title", None) or slug, created_by=user,
+                description="", keywords=[], themes=[], spatial=[], primary_key=keys,
+            )
+            s.add(ds)
+        for field, value in given.items():
+            setattr(ds, field, value)
+        if keys:
+            ds.primary_key = keys
+        if publisher_slug:
+            org = s.scalar(select(Organisation).where(Organisation.slug == publisher_slug))
+            if org is None:
+                org = Organisation(slug=publisher_slug, name=publisher_name or publisher_slug)
+                s.add(org)
+            elif publisher_name:
+                org.name = publisher_name
+            ds.publisher = org
+        detection = dict(reading.detection)
+        detection["format"] = reading.format
+        if mode == "append":
+            detection["rows_appended"] = appended
+        version = Version(
+            dataset=ds, number=number, delta_version=dv, mode=mode, row_count=rows,
+            table_schema=schema, source_name=reading.source.name,
+            source_sha256=reading.source.sha256, source_bytes=reading.source.size,
+            source_format=reading.format, detection=detection, quality=quality, created_by=user,
+        )
+        s.add(version)
+        s.commit()
+        return version
+
+    def _recover(self, ds: Dataset, table_dir: Path) -> None:
+        """Undo a Delta commit whose process died before recording it in the store."""
+        recorded = ds.versions[-1].delta_version if ds.versions else None
+        latest = delta.latest_version(table_dir)
+        if recorded is not None and latest is not None and latest > recorded:
+            delta.restore(table_dir, recorded)
+
+    def table_dir(self, slug: str) -> Path:
+        with self.store.session() as s:
+            d = s.scalar(select(Dataset).where(Dataset.slug == slug))
+            if d is None:
+                raise NotFound(f"no dataset {slug!r}")
+            return self.root / d.table_path
+
+    def update_metadata(self, slug: str, meta: DatasetMeta) -> DatasetInfo:
+        """Change catalogue metadata (not data) of a dataset."""
+        meta = check_meta(meta)
+        with self.store.session() as s:
+            d = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            if d is None or not d.versions:
+                raise NotFound(f"no dataset {slug!r}")
+            given = meta.given()
+            publisher_slug = given.pop("publisher", None)
+            publisher_name = given.pop("publisher_name", None)
+            for field, value in given.items():
+                setattr(d, field, value)
+            if publisher_slug:
+                org = s.scalar(select(Organisation).where(Organisation.slug == publisher_slug))
+                if org is None:
+                    org = Organisation(slug=publisher_slug, name=publisher_name or publisher_slug)
+                    s.add(org)
+                d.publisher = org
+            s.commit()
+            return DatasetInfo.of(d)
+
+
+def _dataset_query() -> Any:
+    return select(Dataset).options(selectinload(Dataset.versions), selectinload(Dataset.publisher))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _cols(names: list[str]) -> str:
+    return ", ".join(quote_ident(n) for n in names)
+
+
+def _merge_user_schema(inferred: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
+    """A user's schema is authoritative; inferred facts fill what it leaves open."""
+    if user is None:
+        return inferred
+    merged = dict(inferred)
+    merged.update({k: v for k, v in user.items() if k != "fields"})
+    by_name = {f["name"]: f for f in inferred.get("fields", [])}
+    merged["fields"] = [{**by_name.get(f["name"], {}), **f} for f in user.get("fields", [])]
+    return merged
+
+
+def _check_keys(
+    con: duckdb.DuckDBPyConnection, rel: str, keys: list[str], mode: str, file: str, offset: int
+) -> None:
+    if mode == "upsert" and not keys:
+        raise BadInput("upsert needs a key: pass --key COLUMN[,COLUMN]", column="key")
+    if not keys:
+        return
+    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+    for k in keys:
+        if k not in names:
+            raise BadInput(f"key column {k!r} not in the data; columns: {', '.join(names)}",
+                           file=file, column=k)
+    numbered = f"(SELECT row_number() OVER () AS __row, * FROM {rel})"
+    null_cond = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
+    hit = con.execute(f"SELECT min(__row) FROM {numbered} WHERE {null_cond}").fetchone()
+    if hit and hit[0] is not None:
+        raise BadInput("empty key value", file=file, line=int(hit[0]) + offset, column=",".join(keys))
+    dup = con.execute(
+        f"SELECT {_cols(keys)}, count(*) AS n, list(__row ORDER BY __row)[2] AS second "
+        f"FROM {numbered} GROUP BY ALL HAVING count(*) > 1 ORDER BY second LIMIT 1"
+    ).fetchone()
+    if dup:
+        value = ", ".join(str(v) for v in dup[: len(keys)])
+        raise BadInput(f"duplicate key ({value}) occurs {dup[-2]} times", file=file,
+                       line=int(dup[-1]) + offset, column=",".join(keys))
+
+
+def _check_no_collision(
+    con: duckdb.DuckDBPyConnection, rel: str, cur: str, keys: list[str], file: str, offset: int
+) -> None:
+    numbered = f"(SELECT row_number() OVER () AS __row, * FROM {rel})"
+    hit = con.execute(
+        f"SELECT __row, {_cols(keys)} FROM {numbered} SEMI JOIN {cur} USING ({_cols(keys)}) "
+        "ORDER BY __row LIMIT 1"
+    ).fetchone()
+    if hit:
+        value = ", ".join(str(v) for v in hit[1:])
+        raise BadInput(f"key ({value}) already exists; use --mode upsert to update rows",
+                       file=file, line=int(hit[0]) + offset, column=",".join(keys))
+
+
+def _conform(
+    con: duckdb.DuckDBPyConnection, staged: delta.StagedFiles, cur_rel: str, cur_schema: pa.Schema,
+    file: str, staging: Path,
+) -> delta.StagedFiles:
+    """Make new rows fit the current version's columns (append/upsert), or say why not."""
+    new = {f.name: f.type for f in staged.schema}
+    cur = {f.name: f.type for f in cur_schema}
+    missing, extra = sorted(set(cur) - set(new)), sorted(set(new) - set(cur))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected columns {', '.join(extra)}")
+        raise BadInput("columns differ from the current version: " + "; ".join(parts)
+                       + " (use --mode replace to change the schema)", file=file)
+    if all(new[n] == cur[n] for n in cur) and list(new) == list(cur):
+        return staged
+    cur_types = dict(con.execute(f"DESCRIBE SELECT * FROM {cur_rel}").fetchall()[i][:2]
+                     for i in range(len(cur)))
+    select_sql = ", ".join(
+        f"CAST({quote_ident(n)} AS {cur_types[n]}) AS {quote_ident(n)}" for n in cur
+    )
+    try:
+        conformed = delta.stage(con, f"SELECT {select_sql} FROM {staged.relation()}", staging)
+    except duckdb.ConversionException as exc:
+        raise BadInput(f"values do not fit the current column types: {_first(exc)}", file=file) from exc
+    staged.discard()
+    return conformed
+
+
+def _parse_error(exc: duckdb.Error, reading: Reading) -> BadInput:
+    import re
+
+    message = str(exc)
+    line = re.search(r"Line: (\d+)", message)
+    column = re.search(r'column "(.+?)"', message)
+    reason = _first(exc)
+    if "Expected Number of Columns" in message:
+        exp = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
+        if exp:
+            reason = f"expected {exp.group(1)} fields, found {exp.group(2)}"
+    elif "Could not convert" in message:
+        conv = re.search(r'Could not convert string "(.*?)" to \'?(\w+)', message)
+        if conv:
+            reason = f"value {conv.group(1)!r} is not a valid {conv.group(2)}"
+    return BadInput(
+        reason,
+        file=str(reading.source.path),
+        line=int(line.group(1)) if line else None,
+        column=column.group(1) if column else None,
+    )
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _watch_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None]) -> Iterator[None]:
+    """Poll DuckDB's progress of the running statement from a helper thread."""
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.25):
+            try:
+                value = con.query_progress()
+            except duckdb.Error:
+                return
+            if value is not None and value >= 0:
+                report(min(value / 100.0, 1.0))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

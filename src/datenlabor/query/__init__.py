@@ -1,0 +1,1 @@
+"""Queries over the pool: read-only SQL on DuckDB."""

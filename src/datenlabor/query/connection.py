@@ -1,0 +1,50 @@
+"""DuckDB connections configured the same way everywhere in Datenlabor."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import duckdb
+
+# Extensions ship as PyPI packages (duckdb-extension-NAME) because DuckDB cannot download
+# them on air-gapped machines; this maps our name to the package that carries the file.
+_EXTENSION_PACKAGES = {"excel": "duckdb_extension_excel", "encodings": "duckdb_extension_encodings"}
+
+
+def connect(
+    *, temp_dir: Path | None = None, memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that spills to ``temp_dir`` and never goes online."""
+    config: dict[str, str | bool | int] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_dir)
+    return duckdb.connect(":memory:", config=config)
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load a DuckDB extension from its PyPI package (no network)."""
+    package = importlib.import_module(_EXTENSION_PACKAGES[name])
+    root = Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    path = root / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise RuntimeError(f"DuckDB extension {name!r} for DuckDB {duckdb.__version__} missing")
+    con.execute(f"LOAD '{path}'")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote a string literal for DuckDB SQL."""
+    return "'" + value.replace("'", "''") + "'"

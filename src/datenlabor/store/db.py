@@ -1,0 +1,104 @@
+"""Engine, sessions and migrations of the metadata store."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from datenlabor.errors import BadInput, DatenlaborError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it names "Datenlabor schema migration" for pg_advisory_lock.
+_PG_MIGRATION_LOCK = 0x44415445
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise BadInput(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            # WAL lets readers go on while one process writes; several processes share it.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """The metadata store at a SQLAlchemy URL, migrated to the newest schema on open."""
+
+    def __init__(self, url: str, *, lock_dir: Path | None = None) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self._migrate(lock_dir)
+        except OperationalError as exc:
+            raise DatenlaborError(f"metadata store not reachable ({url}): {exc.orig}") from exc
+
+    def _current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def _migrate(self, lock_dir: Path | None) -> None:
+        head = head_revision()
+        if self._current_revision() == head:
+            return
+        with self._migration_lock(lock_dir):
+            if self._current_revision() == head:  # another process was faster
+                return
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                cfg = alembic_config(self.url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self, lock_dir: Path | None) -> Iterator[None]:
+        if lock_dir is None or self.engine.dialect.name != "sqlite":
+            yield
+            return
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / "migrate.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
