@@ -7,14 +7,18 @@ import decimal
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from datenlabor.errors import BadInput, DatenlaborError
+
+if TYPE_CHECKING:
+    from datenlabor.pool.pool import Pool
 
 app = typer.Typer(
     name="datenlabor",
@@ -45,12 +49,14 @@ def _global(
         str | None,
         typer.Option("--database-url", envvar="DATENLABOR_DATABASE_URL", help="Metadata store URL"),
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", envvar="DATENLABOR_USER", help="Who acts")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", envvar="DATENLABOR_USER", help="Who acts")
+    ] = None,
 ) -> None:
     state.pool_dir, state.database_url, state.user = pool, database_url, user
 
 
-def _pool():  # type: ignore[no-untyped-def]
+def _pool() -> Pool:
     from datenlabor.pool.pool import open as open_pool
 
     if state.pool_dir is None:
@@ -80,15 +86,25 @@ def ingest(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (slug)")],
     mode: Annotated[str, typer.Option(help="replace, append or upsert")] = "replace",
     key: Annotated[str | None, typer.Option(help="Key column(s), comma-separated")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="auto|csv|genesis|xlsx|parquet|json")] = "auto",  # noqa: A002
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="auto|csv|genesis|xlsx|parquet|json")
+    ] = "auto",
     sheet: Annotated[str | None, typer.Option(help="XLSX sheet name (default: first)")] = None,
     encoding: Annotated[str | None, typer.Option(help="Override detected encoding")] = None,
     delimiter: Annotated[str | None, typer.Option(help="Override detected delimiter")] = None,
-    decimal_sep: Annotated[str | None, typer.Option("--decimal", help="Decimal separator , or .")] = None,
-    date_format: Annotated[str | None, typer.Option(help="strptime date format, e.g. %d.%m.%Y")] = None,
+    decimal_sep: Annotated[
+        str | None, typer.Option("--decimal", help="Decimal separator , or .")
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option(help="strptime date format, e.g. %d.%m.%Y")
+    ] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="CSV has no header row")] = False,
-    null: Annotated[list[str] | None, typer.Option(help="Extra text meaning NULL (repeatable)")] = None,
-    schema: Annotated[Path | None, typer.Option(help="Table Schema (JSON/YAML) to check against")] = None,
+    null: Annotated[
+        list[str] | None, typer.Option(help="Extra text meaning NULL (repeatable)")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="Table Schema (JSON/YAML) to check against")
+    ] = None,
     title: Annotated[str | None, typer.Option(help="Dataset title")] = None,
     description: Annotated[str | None, typer.Option(help="Dataset description")] = None,
     publisher: Annotated[str | None, typer.Option(help="Publisher organisation (slug)")] = None,
@@ -96,7 +112,9 @@ def ingest(
     licence: Annotated[str | None, typer.Option(help="Licence id, e.g. dl-de/by-2-0")] = None,
     keyword: Annotated[list[str] | None, typer.Option(help="Keyword (repeatable)")] = None,
     theme: Annotated[list[str] | None, typer.Option(help="Theme (repeatable)")] = None,
-    spatial: Annotated[list[str] | None, typer.Option(help="AGS/ARS key covered (repeatable)")] = None,
+    spatial: Annotated[
+        list[str] | None, typer.Option(help="AGS/ARS key covered (repeatable)")
+    ] = None,
     temporal_start: Annotated[str | None, typer.Option(help="Coverage start YYYY-MM-DD")] = None,
     temporal_end: Annotated[str | None, typer.Option(help="Coverage end YYYY-MM-DD")] = None,
     contact: Annotated[str | None, typer.Option(help="Contact point (e-mail or URL)")] = None,
@@ -107,20 +125,39 @@ def ingest(
     from datenlabor.pool.ingest import CsvOptions
 
     csv = CsvOptions(
-        encoding=encoding, delimiter=delimiter, decimal=decimal_sep, date_format=date_format,
-        header=False if no_header else None, null_values=["", *(null or [])],
+        encoding=encoding,
+        delimiter=delimiter,
+        decimal=decimal_sep,
+        date_format=date_format,
+        header=False if no_header else None,
+        null_values=["", *(null or [])],
     )
     meta = DatasetMeta(
-        title=title, description=description, publisher=publisher, publisher_name=publisher_name,
-        licence=licence, keywords=keyword, themes=theme, spatial=spatial,
+        title=title,
+        description=description,
+        publisher=publisher,
+        publisher_name=publisher_name,
+        licence=licence,
+        keywords=keyword,
+        themes=theme,
+        spatial=spatial,
         temporal_start=_date(temporal_start, "temporal_start"),
-        temporal_end=_date(temporal_end, "temporal_end"), contact_point=contact,
+        temporal_end=_date(temporal_end, "temporal_end"),
+        contact_point=contact,
     )
     pool = _pool()
     with _progress() as report:
         info = pool.ingest(
-            file, dataset=dataset, mode=mode, key=key, format=format, csv=csv, sheet=sheet,
-            schema=schema, meta=meta, progress=report,
+            file,
+            dataset=dataset,
+            mode=mode,
+            key=key,
+            format=format,
+            csv=csv,
+            sheet=sheet,
+            schema=schema,
+            meta=meta,
+            progress=report,
         )
     if as_json:
         _print_json(info.to_dict())
@@ -143,20 +180,32 @@ def _date(value: str | None, field: str) -> dt.date | None:
 class _progress:
     """A Rich progress bar on stderr when it is a terminal; silent otherwise."""
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Any:
         if not err.is_terminal:
             return lambda _phase, _fraction: None
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), console=err, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
         )
         self.bar.start()
         self.task = self.bar.add_task("Lesen / reading", total=1.0)
-        labels = {"read": "Lesen / reading", "parse": "Einlesen / parsing", "commit": "Prüfen + Speichern / checking + saving"}
+        labels = {
+            "read": "Lesen / reading",
+            "parse": "Einlesen / parsing",
+            "commit": "Prüfen + Speichern / checking + saving",
+        }
 
         def report(phase: str, fraction: float | None) -> None:
-            self.bar.update(self.task, description=labels.get(phase, phase),
-                            completed=fraction if fraction is not None else 0, total=1.0)
+            self.bar.update(
+                self.task,
+                description=labels.get(phase, phase),
+                completed=fraction if fraction is not None else 0,
+                total=1.0,
+            )
 
         return report
 
@@ -174,7 +223,14 @@ def datasets(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     table = Table("dataset", "title", "version", "rows", "publisher", "licence")
     for d in items:
-        table.add_row(d.slug, d.title, str(d.current_version), f"{d.rows:,}", d.publisher or "", d.licence or "")
+        table.add_row(
+            d.slug,
+            d.title,
+            str(d.current_version),
+            f"{d.rows:,}",
+            d.publisher or "",
+            d.licence or "",
+        )
     out.print(table)
 
 
@@ -187,8 +243,15 @@ def versions(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False
         return
     table = Table("version", "created", "by", "mode", "rows", "source", "sha256")
     for v in items:
-        table.add_row(str(v.version), v.created_at.isoformat(timespec="seconds"), v.created_by, v.mode,
-                      f"{v.rows:,}", v.source_name or "", (v.source_sha256 or "")[:12])
+        table.add_row(
+            str(v.version),
+            v.created_at.isoformat(timespec="seconds"),
+            v.created_by,
+            v.mode,
+            f"{v.rows:,}",
+            v.source_name or "",
+            (v.source_sha256 or "")[:12],
+        )
     out.print(table)
 
 
@@ -211,7 +274,7 @@ def show(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT statement")],
-    format: Annotated[str, typer.Option("--format", "-f", help="table|csv|json")] = "table",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", "-f", help="table|csv|json")] = "table",
 ) -> None:
     """Run read-only SQL; datasets are tables, "slug@N" is version N."""
     from datenlabor.query.sql import SqlSession
@@ -225,12 +288,18 @@ def sql(
 
 def _write_rows(reader: Any, fmt: str) -> None:
     if fmt == "csv":
+        import csv as pycsv
+
         import pyarrow.csv as pacsv
 
+        # The header is written like the rows: quoted only where needed (pyarrow would
+        # quote every header name).
+        pycsv.writer(sys.stdout, lineterminator="\n").writerow(reader.schema.names)
+        sys.stdout.flush()
         sink = sys.stdout.buffer
-        with pacsv.CSVWriter(sink, reader.schema, write_options=pacsv.WriteOptions(quoting_style="needed")) as w:
-            for batch in reader:
-                w.write_batch(batch)
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        for batch in reader:
+            pacsv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
         sink.flush()
     elif fmt == "json":
         write = sys.stdout.write
@@ -238,7 +307,10 @@ def _write_rows(reader: Any, fmt: str) -> None:
         first = True
         for batch in reader:
             for row in batch.to_pylist():
-                write(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False, default=_json_default))
+                write(
+                    ("\n" if first else ",\n")
+                    + json.dumps(row, ensure_ascii=False, default=_json_default)
+                )
                 first = False
         write("\n]\n" if not first else "]\n")
     else:
@@ -292,8 +364,10 @@ def diff(
     for c in s["type_changed"]:
         out.print(f"  ~ column {c['name']}: {c['from']} → {c['to']}")
     r = result["rows"]
-    out.print(f"  rows added {r['added']:,}, removed {r['removed']:,}" +
-              (f", changed {r['changed']:,}" if r["changed"] is not None else ""))
+    out.print(
+        f"  rows added {r['added']:,}, removed {r['removed']:,}"
+        + (f", changed {r['changed']:,}" if r["changed"] is not None else "")
+    )
 
 
 @app.command()
@@ -301,7 +375,7 @@ def export(
     slug: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="Target file")],
     version: Annotated[int | None, typer.Option(help="Version (default: current)")] = None,
-    format: Annotated[str | None, typer.Option("--format", "-f", help="csv|parquet|xlsx")] = None,  # noqa: A002
+    format: Annotated[str | None, typer.Option("--format", "-f", help="csv|parquet|xlsx")] = None,
 ) -> None:
     """Write a version to a CSV, Parquet or XLSX file."""
     path = _pool().dataset(slug).export(output, version=version, fmt=format)

@@ -13,7 +13,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from datenlabor.pool.catalog import DatasetMeta
@@ -37,10 +37,14 @@ KREISE = {
 CHANNELS = ["Online-Portal", "Post", "Persönlich vor Ort", "E-Mail"]
 
 
-def write_applications_csv(path: Path, *, months: int = 12, seed: int = 7, revised: bool = False) -> Path:
+def write_applications_csv(
+    path: Path, *, months: int = 12, seed: int = 7, revised: bool = False
+) -> Path:
     """Monthly applications for a benefit per Kreis and channel, as a cp1252 CSV."""
     rng = random.Random(seed)
-    lines = ["Kreisschlüssel;Kreis;Monat;Eingangskanal;Anträge;Bewilligt;Ø Bearbeitungstage;Ausgezahlt €"]
+    lines = [
+        "Kreisschlüssel;Kreis;Monat;Eingangskanal;Anträge;Bewilligt;Ø Bearbeitungstage;Ausgezahlt €"
+    ]
     start = date(2024, 1, 1)
     for m in range(months):
         first = (start.replace(day=1) + timedelta(days=32 * m)).replace(day=1)
@@ -83,8 +87,7 @@ def write_offices_xlsx(path: Path) -> Path:
     return path
 
 
-def _dt(d: date):  # type: ignore[no-untyped-def]
-    from datetime import datetime
+def _dt(d: date) -> datetime:
 
     return datetime(d.year, d.month, d.day)
 
@@ -95,21 +98,30 @@ def write_requests_ndjson(path: Path, n: int = 200) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             key = rng.choice(list(KREISE))
-            fh.write(json.dumps({
-                "anfrage_id": f"A-2024-{i + 1:05d}",
-                "eingang": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                "ags_kreis": key,
-                "thema": rng.choice(topics),
-                "kanal": rng.choice(CHANNELS),
-                "erledigt": rng.random() < 0.8,
-            }, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "anfrage_id": f"A-2024-{i + 1:05d}",
+                        "eingang": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                        "ags_kreis": key,
+                        "thema": rng.choice(topics),
+                        "kanal": rng.choice(CHANNELS),
+                        "erledigt": rng.random() < 0.8,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     return path
 
 
 def shared_data_dir() -> Path | None:
     configured = os.environ.get("DATENLABOR_SHARED_DATA")
     candidates = [Path(configured)] if configured else []
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+    candidates += [
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[3] / "shared" / "data",
+    ]
     return next((c for c in candidates if (c / "genesis").is_dir()), None)
 
 
@@ -122,11 +134,16 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
             meta = DatasetMeta(
                 title="Anträge auf Leistungen nach Kreis und Monat 2024",
                 description="Eingegangene und bewilligte Anträge je Kreis, Monat und Eingangskanal "
-                            "(synthetische Demodaten).",
-                publisher="bmas-demo", publisher_name="Bundesministerium (Demo)",
-                licence="dl-de/by-2-0", keywords=["Anträge", "Verwaltungsverfahren"],
-                themes=["SOCI"], spatial=sorted(KREISE), temporal_start=date(2024, 1, 1),
-                temporal_end=date(2024, 12, 31), contact_point="datenlabor@example.org",
+                "(synthetische Demodaten).",
+                publisher="bmas-demo",
+                publisher_name="Bundesministerium (Demo)",
+                licence="dl-de/by-2-0",
+                keywords=["Anträge", "Verwaltungsverfahren"],
+                themes=["SOCI"],
+                spatial=sorted(KREISE),
+                temporal_start=date(2024, 1, 1),
+                temporal_end=date(2024, 12, 31),
+                contact_point="datenlabor@example.org",
             )
             v1 = write_applications_csv(work / "antraege_2024.csv")
             pool.ingest(v1, dataset="antraege", key="Kreisschlüssel,Monat,Eingangskanal", meta=meta)
@@ -135,30 +152,59 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
             pool.ingest(v2, dataset="antraege", mode="upsert")
             log("antraege: version 2 (corrected delivery, upsert by key)")
         if "dienststellen" not in existing:
-            pool.ingest(write_offices_xlsx(work / "dienststellen.xlsx"), dataset="dienststellen",
-                        meta=DatasetMeta(title="Leistungsstellen je Kreis", licence="dl-de/zero-2-0",
-                                         publisher="bmas-demo"))
+            pool.ingest(
+                write_offices_xlsx(work / "dienststellen.xlsx"),
+                dataset="dienststellen",
+                meta=DatasetMeta(
+                    title="Leistungsstellen je Kreis",
+                    licence="dl-de/zero-2-0",
+                    publisher="bmas-demo",
+                ),
+            )
             log("dienststellen: version 1 (XLSX)")
         if "anfragen" not in existing:
-            pool.ingest(write_requests_ndjson(work / "anfragen.ndjson"), dataset="anfragen",
-                        key="anfrage_id", meta=DatasetMeta(title="Bürgeranfragen (Demo)", licence="CC-BY-4.0",
-                                                          publisher="bmas-demo"))
+            pool.ingest(
+                write_requests_ndjson(work / "anfragen.ndjson"),
+                dataset="anfragen",
+                key="anfrage_id",
+                meta=DatasetMeta(
+                    title="Bürgeranfragen (Demo)", licence="CC-BY-4.0", publisher="bmas-demo"
+                ),
+            )
             log("anfragen: version 1 (NDJSON)")
     shared = shared_data_dir()
     if shared is None:
         log("(shared GENESIS data not found; set DATENLABOR_SHARED_DATA to load real exports)")
         return
     real = {
-        "bevoelkerung-altersjahre": ("genesis/12411-0006.csv", "Bevölkerung: Deutschland, Stichtag, Altersjahre"),
-        "lebendgeborene-monate": ("genesis/12612-0002.csv", "Lebendgeborene: Deutschland, Monate, Geschlecht"),
-        "haushalte-ausstattung": ("genesis/63111-0001.csv", "Ausstattung privater Haushalte mit Gebrauchsgütern"),
-        "bevoelkerung-kreise": ("genesis/ffcsv/12411-01-01-4_de_flat.csv", "Bevölkerungsstand nach Kreisen"),
+        "bevoelkerung-altersjahre": (
+            "genesis/12411-0006.csv",
+            "Bevölkerung: Deutschland, Stichtag, Altersjahre",
+        ),
+        "lebendgeborene-monate": (
+            "genesis/12612-0002.csv",
+            "Lebendgeborene: Deutschland, Monate, Geschlecht",
+        ),
+        "haushalte-ausstattung": (
+            "genesis/63111-0001.csv",
+            "Ausstattung privater Haushalte mit Gebrauchsgütern",
+        ),
+        "bevoelkerung-kreise": (
+            "genesis/ffcsv/12411-01-01-4_de_flat.csv",
+            "Bevölkerungsstand nach Kreisen",
+        ),
     }
     for slug, (rel, title) in real.items():
         if slug in existing:
             continue
-        pool.ingest(shared / rel, dataset=slug,
-                    meta=DatasetMeta(title=title, publisher="destatis",
-                                     publisher_name="Statistisches Bundesamt (Destatis)",
-                                     licence="dl-de/by-2-0"))
+        pool.ingest(
+            shared / rel,
+            dataset=slug,
+            meta=DatasetMeta(
+                title=title,
+                publisher="destatis",
+                publisher_name="Statistisches Bundesamt (Destatis)",
+                licence="dl-de/by-2-0",
+            ),
+        )
         log(f"{slug}: version 1 (GENESIS {rel})")

@@ -9,22 +9,34 @@ from typing import Any
 
 from datenlabor.errors import BadInput
 
-SLUG = re.compile(r"^[a-z][a-z0-9_-]{1,99}$")
+SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 
 # Licences of the German open-data ecosystem (ids as GovData/DCAT-AP.de use them).
 LICENCES: dict[str, tuple[str, str]] = {
-    "dl-de/by-2-0": ("Datenlizenz Deutschland – Namensnennung – Version 2.0",
-                     "http://dcat-ap.de/def/licenses/dl-by-de/2.0"),
-    "dl-de/zero-2-0": ("Datenlizenz Deutschland – Zero – Version 2.0",
-                       "http://dcat-ap.de/def/licenses/dl-zero-de/2.0"),
-    "CC-BY-4.0": ("Creative Commons Namensnennung 4.0 International",
-                  "http://dcat-ap.de/def/licenses/cc-by/4.0"),
-    "CC-BY-SA-4.0": ("Creative Commons Namensnennung – Weitergabe unter gleichen Bedingungen 4.0",
-                     "http://dcat-ap.de/def/licenses/cc-by-sa/4.0"),
-    "CC0-1.0": ("Creative Commons CC Zero License (cc-zero)",
-                "http://dcat-ap.de/def/licenses/cc-zero"),
-    "officialWork": ("Amtliches Werk, lizenzfrei nach §5 Abs. 1 UrhG",
-                     "http://dcat-ap.de/def/licenses/officialWork"),
+    "dl-de/by-2-0": (
+        "Datenlizenz Deutschland – Namensnennung – Version 2.0",
+        "http://dcat-ap.de/def/licenses/dl-by-de/2.0",
+    ),
+    "dl-de/zero-2-0": (
+        "Datenlizenz Deutschland – Zero – Version 2.0",
+        "http://dcat-ap.de/def/licenses/dl-zero-de/2.0",
+    ),
+    "CC-BY-4.0": (
+        "Creative Commons Namensnennung 4.0 International",
+        "http://dcat-ap.de/def/licenses/cc-by/4.0",
+    ),
+    "CC-BY-SA-4.0": (
+        "Creative Commons Namensnennung – Weitergabe unter gleichen Bedingungen 4.0",
+        "http://dcat-ap.de/def/licenses/cc-by-sa/4.0",
+    ),
+    "CC0-1.0": (
+        "Creative Commons CC Zero License (cc-zero)",
+        "http://dcat-ap.de/def/licenses/cc-zero",
+    ),
+    "officialWork": (
+        "Amtliches Werk, lizenzfrei nach §5 Abs. 1 UrhG",
+        "http://dcat-ap.de/def/licenses/officialWork",
+    ),
     "other-closed": ("Nicht freie Lizenz (intern)", "http://dcat-ap.de/def/licenses/other-closed"),
 }
 
@@ -52,7 +64,7 @@ class DatasetMeta:
 def check_slug(slug: str) -> str:
     if not SLUG.match(slug or ""):
         raise BadInput(
-            f"invalid dataset name {slug!r}: use 2-100 lower-case letters, digits, '-' or '_', "
+            f"invalid dataset name {slug!r}: use 1-100 lower-case letters, digits, '-' or '_', "
             "starting with a letter",
             column="dataset",
         )
@@ -76,8 +88,9 @@ def check_meta(meta: DatasetMeta) -> DatasetMeta:
     if meta.contact_point is not None:
         cp = meta.contact_point
         if not (re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cp) or re.match(r"https?://\S+$", cp)):
-            raise BadInput("contact point must be an e-mail address or an http(s) URL",
-                           column="contact_point")
+            raise BadInput(
+                "contact point must be an e-mail address or an http(s) URL", column="contact_point"
+            )
     if meta.temporal_start and meta.temporal_end and meta.temporal_start > meta.temporal_end:
         raise BadInput("temporal coverage ends before it starts", column="temporal_end")
     if meta.title is not None and not meta.title.strip():

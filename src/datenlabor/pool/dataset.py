@@ -108,7 +108,9 @@ class DatasetHandle:
         finally:
             con.close()
 
-    def export(self, target: str | Path, *, version: int | None = None, fmt: str | None = None) -> Path:
+    def export(
+        self, target: str | Path, *, version: int | None = None, fmt: str | None = None
+    ) -> Path:
         """Write a version to CSV (UTF-8, `,`), Parquet or XLSX; written atomically."""
         target = Path(target)
         fmt = fmt or target.suffix.lstrip(".").lower()
@@ -128,7 +130,9 @@ class DatasetHandle:
 
 def _export(con: duckdb.DuckDBPyConnection, rel: str, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        con.execute(f"COPY (SELECT * FROM {rel}) TO {quote_literal(str(path))} (FORMAT csv, HEADER true)")
+        con.execute(
+            f"COPY (SELECT * FROM {rel}) TO {quote_literal(str(path))} (FORMAT csv, HEADER true)"
+        )
     elif fmt == "parquet":
         con.execute(
             f"COPY (SELECT * FROM {rel}) TO {quote_literal(str(path))} (FORMAT parquet, COMPRESSION zstd)"
@@ -140,4 +144,6 @@ def _export(con: duckdb.DuckDBPyConnection, rel: str, path: Path, fmt: str) -> N
         if rows > 1_048_575:
             raise BadInput(f"{rows} rows do not fit into one XLSX sheet (1,048,575 at most)")
         load_extension(con, "excel")
-        con.execute(f"COPY (SELECT * FROM {rel}) TO {quote_literal(str(path))} (FORMAT xlsx, HEADER true)")
+        con.execute(
+            f"COPY (SELECT * FROM {rel}) TO {quote_literal(str(path))} (FORMAT xlsx, HEADER true)"
+        )

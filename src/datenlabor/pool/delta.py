@@ -24,6 +24,7 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import (
     AddAction,
     CommitProperties,
+    RemoveAction,
     create_table_with_add_actions,
 )
 
@@ -102,7 +103,7 @@ def stage(con: duckdb.DuckDBPyConnection, select_sql: str, staging_root: Path) -
     files = sorted(folder.glob("*.parquet"), key=lambda p: int(p.stem.split("-")[-1]))
     if not files:
         # DuckDB writes no file for zero rows; keep one empty file so the schema survives.
-        table = con.execute(f"SELECT * FROM ({select_sql}) LIMIT 0").fetch_arrow_table()
+        table = con.execute(f"SELECT * FROM ({select_sql}) LIMIT 0").to_arrow_table()
         pq.write_table(table, folder / "part-0.parquet")
         files = [folder / "part-0.parquet"]
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
@@ -110,13 +111,13 @@ def stage(con: duckdb.DuckDBPyConnection, select_sql: str, staging_root: Path) -
     return StagedFiles(folder=folder, files=files, rows=rows, schema=schema)
 
 
-def _add_actions(table_dir: Path, staged: StagedFiles, seq: int) -> list[AddAction]:
+def _add_actions(table_dir: Path, staged: StagedFiles, seq: int) -> list[AddAction | RemoveAction]:
     """Move staged files into the table folder and describe them for the Delta log.
 
     File names start with the commit sequence and the part number, so sorting a snapshot's
     files by name gives the rows in the order they were loaded.
     """
-    actions = []
+    actions: list[AddAction | RemoveAction] = []
     tag = uuid.uuid4().hex[:12]
     for i, f in enumerate(staged.files):
         rel = f"{seq:09d}-{i:05d}-{tag}.parquet"
@@ -154,14 +155,16 @@ def commit(
             table_dir.mkdir(parents=True, exist_ok=True)
             actions = _add_actions(table_dir, staged, 0)
             create_table_with_add_actions(
-                str(table_dir), schema, actions, mode="error", commit_properties=props
+                str(table_dir),
+                schema,
+                [a for a in actions if isinstance(a, AddAction)],
+                mode="error",
+                commit_properties=props,
             )
             return 0
         table = DeltaTable(str(table_dir))
         actions = _add_actions(table_dir, staged, table.version() + 1)
-        table.create_write_transaction(
-            actions, mode=mode, schema=schema, commit_properties=props
-        )
+        table.create_write_transaction(actions, mode=mode, schema=schema, commit_properties=props)
     except CommitFailedError as exc:
         raise Conflict(f"another change to this dataset was committed first: {exc}") from exc
     finally:
@@ -183,5 +186,7 @@ def latest_version(table_dir: Path) -> int | None:
 def snapshot_files(table_dir: Path, delta_version: int) -> tuple[list[str], pa.Schema]:
     """The exact Parquet files (absolute paths, in load order) and schema of one version."""
     table = DeltaTable(str(table_dir), version=delta_version)
-    files = sorted((u.removeprefix("file://") for u in table.file_uris()), key=lambda u: Path(u).name)
+    files = sorted(
+        (u.removeprefix("file://") for u in table.file_uris()), key=lambda u: Path(u).name
+    )
     return files, pa.schema(table.schema().to_arrow())

@@ -41,7 +41,9 @@ def diff_versions(
         "added": [{"name": c, "type": t} for c, t in cols_b.items() if c not in cols_a],
         "removed": [{"name": c, "type": t} for c, t in cols_a.items() if c not in cols_b],
         "type_changed": [
-            {"name": c, "from": cols_a[c], "to": cols_b[c]} for c in common if cols_a[c] != cols_b[c]
+            {"name": c, "from": cols_a[c], "to": cols_b[c]}
+            for c in common
+            if cols_a[c] != cols_b[c]
         ],
     }
     usable_keys = [k for k in keys if k in cols_a and k in cols_b]
@@ -55,13 +57,16 @@ def diff_versions(
     return result
 
 
-def _by_key(con: duckdb.DuckDBPyConnection, keys: list[str], common: list[str], limit: int) -> dict[str, Any]:
+def _by_key(
+    con: duckdb.DuckDBPyConnection, keys: list[str], common: list[str], limit: int
+) -> dict[str, Any]:
     k = ", ".join(quote_ident(c) for c in keys)
     values = [c for c in common if c not in keys]
     on = " AND ".join(f"a.{quote_ident(c)} = b.{quote_ident(c)}" for c in keys)
-    differs = " OR ".join(
-        f"a.{quote_ident(c)} IS DISTINCT FROM b.{quote_ident(c)}" for c in values
-    ) or "false"
+    differs = (
+        " OR ".join(f"a.{quote_ident(c)} IS DISTINCT FROM b.{quote_ident(c)}" for c in values)
+        or "false"
+    )
     added = f"SELECT * FROM __b ANTI JOIN __a USING ({k})"
     removed = f"SELECT * FROM __a ANTI JOIN __b USING ({k})"
     changed_cols = ", ".join(

@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datenlabor.config import Settings, load_settings
-from datenlabor.errors import BadInput, Conflict, NotFound
-from datenlabor.pool import delta, schema as table_schema
+from datenlabor.errors import BadInput, NotFound
+from datenlabor.pool import delta
+from datenlabor.pool import schema as table_schema
 from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
 from datenlabor.pool.dataset import DatasetHandle
 from datenlabor.pool.info import DatasetInfo, VersionInfo
@@ -38,7 +39,7 @@ MODES = ("replace", "append", "upsert")
 Progress = Callable[[str, float | None], None]
 
 
-def open(path: str | Path | None = None, **settings: Any) -> Pool:  # noqa: A001 - the API name
+def open(path: str | Path | None = None, **settings: Any) -> Pool:
     """Open (and create if needed) the pool at ``path``; see :mod:`datenlabor.config`."""
     return Pool(load_settings(pool=path, **settings))
 
@@ -84,7 +85,7 @@ class Pool:
         dataset: str,
         mode: str = "replace",
         key: str | list[str] | None = None,
-        format: str = "auto",  # noqa: A002 - mirrors the CLI option
+        format: str = "auto",
         csv: CsvOptions | None = None,
         sheet: str | None = None,
         schema: str | Path | dict[str, Any] | None = None,
@@ -95,7 +96,9 @@ class Pool:
         """Load a file as a new version of ``dataset``; nothing is visible if it fails."""
         slug = check_slug(dataset)
         if mode not in MODES:
-            raise BadInput(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", column="mode")
+            raise BadInput(
+                f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", column="mode"
+            )
         meta = check_meta(meta or DatasetMeta())
         keys = [k.strip() for k in key.split(",")] if isinstance(key, str) else list(key or [])
         user_schema = table_schema.load_schema(schema) if schema is not None else None
@@ -105,41 +108,56 @@ class Pool:
         src = Path(path)
         con = self.connect()
         work = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        staging = self.root / "staging" / work.name  # everything staged by this ingest
         reading: Reading | None = None
-        staged: delta.StagedFiles | None = None
         try:
             report("read", None)
             reading = open_reading(
-                con, src, fmt=format, csv=csv, sheet=sheet, work_dir=work,
+                con,
+                src,
+                fmt=format,
+                csv=csv,
+                sheet=sheet,
+                work_dir=work,
                 sample_bytes=self.settings.csv_sample_bytes,
             )
-            staged = self._stage(con, reading, report)
+            staged = self._stage(con, reading, staging, report)
             if user_schema is not None:
-                con.execute(f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}")
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}"
+                )
                 table_schema.check_against_schema(
                     con, "staged_rows", user_schema, file=str(src), line_offset=reading.line_offset
                 )
             with dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s):
                 report("commit", None)
-                staged, info = self._commit(
-                    con, slug, reading, staged, mode=mode, keys=keys, meta=meta,
-                    user_schema=user_schema, user=user or self.settings.user,
+                return self._commit(
+                    con,
+                    slug,
+                    reading,
+                    staged,
+                    staging,
+                    mode=mode,
+                    keys=keys,
+                    meta=meta,
+                    user_schema=user_schema,
+                    user=user or self.settings.user,
                 )
-            return info
         finally:
-            if staged is not None:
-                staged.discard()
+            shutil.rmtree(staging, ignore_errors=True)
             if reading is not None:
                 reading.cleanup()
             con.close()
             shutil.rmtree(work, ignore_errors=True)
 
-    def _stage(self, con: duckdb.DuckDBPyConnection, reading: Reading, report: Progress) -> delta.StagedFiles:
+    def _stage(
+        self, con: duckdb.DuckDBPyConnection, reading: Reading, staging: Path, report: Progress
+    ) -> delta.StagedFiles:
         report("parse", 0.0)
         while True:
             try:
                 with _watch_progress(con, lambda f: report("parse", f)):
-                    return delta.stage(con, delta.delta_select(con, reading.relation), self.root / "staging")
+                    return delta.stage(con, delta.delta_select(con, reading.relation), staging)
             except duckdb.Error as exc:
                 if reading.retry_after(con, exc):
                     continue
@@ -151,13 +169,14 @@ class Pool:
         slug: str,
         reading: Reading,
         staged: delta.StagedFiles,
+        staging: Path,
         *,
         mode: str,
         keys: list[str],
         meta: DatasetMeta,
         user_schema: dict[str, Any] | None,
         user: str,
-    ) -> tuple[delta.StagedFiles | None, VersionInfo]:
+    ) -> VersionInfo:
         with self.store.session() as s:
             ds = s.scalar(_dataset_query().where(Dataset.slug == slug))
             exists = ds is not None and bool(ds.versions)
@@ -167,19 +186,19 @@ class Pool:
             keys = keys or (list(ds.primary_key) if ds is not None else [])
             src_file = str(reading.source.path)
             _check_keys(con, staged.relation(), keys, mode, src_file, reading.line_offset)
-            if not exists and mode in ("append", "upsert"):
-                mode_used = "replace"  # the first load of a dataset is its whole content
-            else:
-                mode_used = mode
+            # The first load of a dataset is its whole content, whatever the mode.
+            mode_used = mode if exists else "replace"
             if exists:
                 assert ds is not None and table_dir is not None
                 current = ds.versions[-1]
                 files, cur_schema = delta.snapshot_files(table_dir, current.delta_version)
                 cur_rel = delta.parquet_relation(files)
                 if mode_used in ("append", "upsert"):
-                    staged = _conform(con, staged, cur_rel, cur_schema, src_file, self.root / "staging")
+                    staged = _conform(con, staged, cur_rel, cur_schema, src_file, staging)
                 if mode_used == "append" and keys:
-                    _check_no_collision(con, staged.relation(), cur_rel, keys, src_file, reading.line_offset)
+                    _check_no_collision(
+                        con, staged.relation(), cur_rel, keys, src_file, reading.line_offset
+                    )
                 if mode_used == "upsert":
                     # Kept rows first (in their order), then the new and updated rows.
                     names = _cols([f.name for f in cur_schema])
@@ -188,32 +207,49 @@ class Pool:
                         f"(SELECT {names} FROM cur ANTI JOIN new USING ({_cols(keys)})) "
                         f"UNION ALL (SELECT {names} FROM new)"
                     )
-                    old = staged
-                    staged = delta.stage(con, merged, self.root / "staging")
-                    old.discard()
+                    staged = delta.stage(con, merged, staging)
             else:
                 table_dir = self.root / "tables" / f"{slug}-{uuid.uuid4().hex[:8]}"
             number = (ds.versions[-1].number + 1) if exists and ds is not None else 1
             provenance = {
-                "dataset": slug, "version": number, "mode": mode_used, "user": user,
-                "source": reading.source.name, "sha256": reading.source.sha256,
+                "dataset": slug,
+                "version": number,
+                "mode": mode_used,
+                "user": user,
+                "source": reading.source.name,
+                "sha256": reading.source.sha256,
             }
             delta_mode = "append" if mode_used == "append" else "overwrite"
             new_rows = staged.rows
             dv = delta.commit(table_dir, staged, mode=delta_mode, metadata=provenance)
-            staged = None  # moved into the table
             try:
                 files, _ = delta.snapshot_files(table_dir, dv)
                 rel = delta.parquet_relation(files)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW version_rows AS SELECT * FROM {rel}")
                 rows = con.execute("SELECT count(*) FROM version_rows").fetchone()[0]  # type: ignore[index]
-                inferred = table_schema.infer_table_schema(con, "version_rows", primary_key=keys or None)
+                inferred = table_schema.infer_table_schema(
+                    con, "version_rows", primary_key=keys or None
+                )
                 described = _merge_user_schema(inferred, user_schema)
-                quality = quality_report(con, "version_rows", schema=described, primary_key=keys or None)
+                quality = quality_report(
+                    con, "version_rows", schema=described, primary_key=keys or None
+                )
                 version = self._record(
-                    s, ds, slug, table_dir, meta=meta, keys=keys, number=number, dv=dv,
-                    mode=mode_used, rows=rows, schema=described, quality=quality,
-                    reading=reading, user=user, appended=new_rows,
+                    s,
+                    ds,
+                    slug,
+                    table_dir,
+                    meta=meta,
+                    keys=keys,
+                    number=number,
+                    dv=dv,
+                    mode=mode_used,
+                    rows=rows,
+                    schema=described,
+                    quality=quality,
+                    reading=reading,
+                    user=user,
+                    appended=new_rows,
                 )
             except BaseException:
                 s.rollback()
@@ -221,21 +257,41 @@ class Pool:
                 if previous is not None and table_dir is not None:
                     delta.restore(table_dir, previous)
                 raise
-            return None, VersionInfo.of(slug, version)
+            return VersionInfo.of(slug, version)
 
     def _record(
-        self, s: Session, ds: Dataset | None, slug: str, table_dir: Path, *, meta: DatasetMeta,
-        keys: list[str], number: int, dv: int, mode: str, rows: int, schema: dict[str, Any],
-        quality: dict[str, Any], reading: Reading, user: str, appended: int,
+        self,
+        s: Session,
+        ds: Dataset | None,
+        slug: str,
+        table_dir: Path,
+        *,
+        meta: DatasetMeta,
+        keys: list[str],
+        number: int,
+        dv: int,
+        mode: str,
+        rows: int,
+        schema: dict[str, Any],
+        quality: dict[str, Any],
+        reading: Reading,
+        user: str,
+        appended: int,
     ) -> Version:
         given = meta.given()
         publisher_slug = given.pop("publisher", None)
         publisher_name = given.pop("publisher_name", None)
         if ds is None:
             ds = Dataset(
-                slug=slug, table_path=str(table_dir.relative_to(self.root)),
-                title=given.pop("title", None) or slug, created_by=user,
-                description="", keywords=[], themes=[], spatial=[], primary_key=keys,
+                slug=slug,
+                table_path=str(table_dir.relative_to(self.root)),
+                title=given.pop("title", None) or slug,
+                created_by=user,
+                description="",
+                keywords=[],
+                themes=[],
+                spatial=[],
+                primary_key=keys,
             )
             s.add(ds)
         for field, value in given.items():
@@ -255,10 +311,19 @@ class Pool:
         if mode == "append":
             detection["rows_appended"] = appended
         version = Version(
-            dataset=ds, number=number, delta_version=dv, mode=mode, row_count=rows,
-            table_schema=schema, source_name=reading.source.name,
-            source_sha256=reading.source.sha256, source_bytes=reading.source.size,
-            source_format=reading.format, detection=detection, quality=quality, created_by=user,
+            dataset=ds,
+            number=number,
+            delta_version=dv,
+            mode=mode,
+            row_count=rows,
+            table_schema=schema,
+            source_name=reading.source.name,
+            source_sha256=reading.source.sha256,
+            source_bytes=reading.source.size,
+            source_format=reading.format,
+            detection=detection,
+            quality=quality,
+            created_by=user,
         )
         s.add(version)
         s.commit()
@@ -335,21 +400,30 @@ def _check_keys(
     names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
     for k in keys:
         if k not in names:
-            raise BadInput(f"key column {k!r} not in the data; columns: {', '.join(names)}",
-                           file=file, column=k)
+            raise BadInput(
+                f"key column {k!r} not in the data; columns: {', '.join(names)}",
+                file=file,
+                column=k,
+            )
     numbered = f"(SELECT row_number() OVER () AS __row, * FROM {rel})"
     null_cond = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
     hit = con.execute(f"SELECT min(__row) FROM {numbered} WHERE {null_cond}").fetchone()
     if hit and hit[0] is not None:
-        raise BadInput("empty key value", file=file, line=int(hit[0]) + offset, column=",".join(keys))
+        raise BadInput(
+            "empty key value", file=file, line=int(hit[0]) + offset, column=",".join(keys)
+        )
     dup = con.execute(
         f"SELECT {_cols(keys)}, count(*) AS n, list(__row ORDER BY __row)[2] AS second "
         f"FROM {numbered} GROUP BY ALL HAVING count(*) > 1 ORDER BY second LIMIT 1"
     ).fetchone()
     if dup:
         value = ", ".join(str(v) for v in dup[: len(keys)])
-        raise BadInput(f"duplicate key ({value}) occurs {dup[-2]} times", file=file,
-                       line=int(dup[-1]) + offset, column=",".join(keys))
+        raise BadInput(
+            f"duplicate key ({value}) occurs {dup[-2]} times",
+            file=file,
+            line=int(dup[-1]) + offset,
+            column=",".join(keys),
+        )
 
 
 def _check_no_collision(
@@ -362,13 +436,21 @@ def _check_no_collision(
     ).fetchone()
     if hit:
         value = ", ".join(str(v) for v in hit[1:])
-        raise BadInput(f"key ({value}) already exists; use --mode upsert to update rows",
-                       file=file, line=int(hit[0]) + offset, column=",".join(keys))
+        raise BadInput(
+            f"key ({value}) already exists; use --mode upsert to update rows",
+            file=file,
+            line=int(hit[0]) + offset,
+            column=",".join(keys),
+        )
 
 
 def _conform(
-    con: duckdb.DuckDBPyConnection, staged: delta.StagedFiles, cur_rel: str, cur_schema: pa.Schema,
-    file: str, staging: Path,
+    con: duckdb.DuckDBPyConnection,
+    staged: delta.StagedFiles,
+    cur_rel: str,
+    cur_schema: pa.Schema,
+    file: str,
+    staging: Path,
 ) -> delta.StagedFiles:
     """Make new rows fit the current version's columns (append/upsert), or say why not."""
     new = {f.name: f.type for f in staged.schema}
@@ -380,19 +462,26 @@ def _conform(
             parts.append(f"missing columns {', '.join(missing)}")
         if extra:
             parts.append(f"unexpected columns {', '.join(extra)}")
-        raise BadInput("columns differ from the current version: " + "; ".join(parts)
-                       + " (use --mode replace to change the schema)", file=file)
+        raise BadInput(
+            "columns differ from the current version: "
+            + "; ".join(parts)
+            + " (use --mode replace to change the schema)",
+            file=file,
+        )
     if all(new[n] == cur[n] for n in cur) and list(new) == list(cur):
         return staged
-    cur_types = dict(con.execute(f"DESCRIBE SELECT * FROM {cur_rel}").fetchall()[i][:2]
-                     for i in range(len(cur)))
+    cur_types = dict(
+        con.execute(f"DESCRIBE SELECT * FROM {cur_rel}").fetchall()[i][:2] for i in range(len(cur))
+    )
     select_sql = ", ".join(
         f"CAST({quote_ident(n)} AS {cur_types[n]}) AS {quote_ident(n)}" for n in cur
     )
     try:
         conformed = delta.stage(con, f"SELECT {select_sql} FROM {staged.relation()}", staging)
     except duckdb.ConversionException as exc:
-        raise BadInput(f"values do not fit the current column types: {_first(exc)}", file=file) from exc
+        raise BadInput(
+            f"values do not fit the current column types: {_first(exc)}", file=file
+        ) from exc
     staged.discard()
     return conformed
 
@@ -426,7 +515,9 @@ def _first(exc: Exception) -> str:
 
 
 @contextmanager
-def _watch_progress(con: duckdb.DuckDBPyConnection, report: Callable[[float], None]) -> Iterator[None]:
+def _watch_progress(
+    con: duckdb.DuckDBPyConnection, report: Callable[[float], None]
+) -> Iterator[None]:
     """Poll DuckDB's progress of the running statement from a helper thread."""
     done = threading.Event()
 

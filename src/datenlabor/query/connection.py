@@ -16,7 +16,7 @@ def connect(
     *, temp_dir: Path | None = None, memory_limit: str | None = None, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that spills to ``temp_dir`` and never goes online."""
-    config: dict[str, str | bool | int] = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     }
@@ -33,7 +33,7 @@ def connect(
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Load a DuckDB extension from its PyPI package (no network)."""
     package = importlib.import_module(_EXTENSION_PACKAGES[name])
-    root = Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    root = Path(str(package.__file__)).parent / "extensions" / f"v{duckdb.__version__}"
     path = root / f"{name}.duckdb_extension"
     if not path.is_file():
         raise RuntimeError(f"DuckDB extension {name!r} for DuckDB {duckdb.__version__} missing")

@@ -73,7 +73,7 @@ class SqlSession:
             raise BadInput(f"query failed: {_first(exc)}") from exc
 
     def arrow(self, sql: str) -> pa.Table:
-        return self.execute(sql).fetch_arrow_table()
+        return self.execute(sql).to_arrow_table()
 
     def batches(self, sql: str, rows: int = 65_536) -> pa.RecordBatchReader:
         return self.execute(sql).fetch_record_batch(rows)

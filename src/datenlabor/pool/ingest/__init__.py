@@ -58,7 +58,9 @@ def open_reading(
 ) -> Reading:
     """Scan ``path`` (size, SHA-256, encoding) and open it with the right reader."""
     if fmt not in FORMATS:
-        raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", file=str(path))
+        raise BadInput(
+            f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", file=str(path)
+        )
     if not path.is_file():
         raise BadInput("file not found", file=str(path))
     chosen = detect_format(path) if fmt == "auto" else fmt
@@ -73,7 +75,10 @@ def open_reading(
         return open_xlsx(con, src, sheet=sheet)
     genesis_kind = _genesis_kind(src)
     if chosen == "genesis" and genesis_kind is None:
-        raise BadInput("not a GENESIS export (no 'GENESIS-Tabelle' header, no flat-file columns)", file=str(path))
+        raise BadInput(
+            "not a GENESIS export (no 'GENESIS-Tabelle' header, no flat-file columns)",
+            file=str(path),
+        )
     if genesis_kind is not None and (chosen == "genesis" or fmt == "auto"):
         return _open_genesis(con, src, genesis_kind)
     return open_csv(con, src, opts, work_dir=work_dir, sample_bytes=sample_bytes)

@@ -12,8 +12,7 @@ and the widening is recorded. Every choice can be overridden with ``CsvOptions``
 from __future__ import annotations
 
 import re
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +60,18 @@ class CsvOptions:
 class CsvReading(Reading):
     """A CSV source with explicit column types that can widen a column on a parse error."""
 
-    def __init__(self, *, columns: dict[str, str], params: dict[str, Any], path: Path, **kw: Any):
+    def __init__(
+        self,
+        *,
+        columns: dict[str, str],
+        params: dict[str, Any],
+        path: Path,
+        forced: set[str],
+        **kw: Any,
+    ):
         super().__init__(relation="", **kw)
         self.columns = columns
+        self.forced = forced  # types the user set are never widened
         self.params = params
         self.path = path
         self.relation = self._sql()
@@ -85,7 +93,7 @@ class CsvReading(Reading):
     def retry_after(self, con: duckdb.DuckDBPyConnection, error: duckdb.Error) -> bool:
         message = str(error)
         match = re.search(r'converting column "(.+?)"', message)
-        if not match or match.group(1) not in self.columns:
+        if not match or match.group(1) not in self.columns or match.group(1) in self.forced:
             return False
         column = match.group(1)
         old = self.columns[column]
@@ -118,7 +126,12 @@ def _number_pattern(params: dict[str, Any]) -> str:
 
 
 def open_csv(
-    con: duckdb.DuckDBPyConnection, src: SourceFile, opts: CsvOptions, *, work_dir: Path, sample_bytes: int
+    con: duckdb.DuckDBPyConnection,
+    src: SourceFile,
+    opts: CsvOptions,
+    *,
+    work_dir: Path,
+    sample_bytes: int,
 ) -> CsvReading:
     """Detect dialect and types of a CSV file and return a reading DuckDB can stage."""
     detection: dict[str, Any] = {"encoding": src.encoding, "notes": list(src.notes)}
@@ -127,9 +140,7 @@ def open_csv(
         # Identical bytes in both encodings; DuckDB's own latin-1 decoder is the fast path.
         duck_encoding = "latin-1"
     elif src.encoding not in ("utf-8", "utf-8-sig"):
-        fd, name = tempfile.mkstemp(suffix=".csv", dir=work_dir)
-        Path(name).unlink()
-        path = Path(name)
+        path = work_dir / "transcoded-utf8.csv"
         temp_files.append(path)
         transcode(src, path)
         detection["transcoded"] = f"{src.encoding} -> utf-8"
@@ -140,7 +151,8 @@ def open_csv(
     sample = work_dir / "sample.csv"
     sample.write_text(head.lstrip("\ufeff"), encoding="utf-8")
     try:
-        dialect = _sniff(con, sample, opts, src)
+        delim, width = _delimiter(head)
+        dialect = _sniff(con, sample, opts, src, delimiter=opts.delimiter or delim, width=width)
         columns, params = _decide_types(con, sample, dialect, opts, src)
     finally:
         sample.unlink(missing_ok=True)
@@ -166,36 +178,91 @@ def open_csv(
         columns=columns,
         params=params,
         path=path,
+        forced=set(opts.types),
     )
 
 
-def _sniff(con: duckdb.DuckDBPyConnection, sample: Path, opts: CsvOptions, src: SourceFile) -> dict[str, Any]:
+DELIMITERS = (";", ",", "\t", "|")
+
+
+def _delimiter(head: str, lines: int = 200) -> tuple[str | None, int | None]:
+    """The delimiter that splits the first lines into the most consistent field count.
+
+    DuckDB's sniffer gives up on a sample that contains a ragged row; such a file must
+    instead fail at that row with its line number. So the delimiter is chosen here
+    (quote-aware, with the csv module) and DuckDB detects the rest.
+    """
+    import csv as pycsv
+    import io
+    from collections import Counter
+
+    sample = "\n".join(head.lstrip("\ufeff").splitlines()[:lines])
+    scored = []
+    for rank, delim in enumerate(DELIMITERS):
+        try:
+            counts = [len(r) for r in pycsv.reader(io.StringIO(sample), delimiter=delim) if r]
+        except pycsv.Error:
+            continue
+        if not counts:
+            continue
+        width, freq = Counter(counts).most_common(1)[0]
+        if width >= 2:
+            # Most consistent first, then most fields, then the German default order.
+            scored.append((freq / len(counts), width, -rank, delim))
+    if not scored:
+        return None, None
+    best = max(scored)
+    return best[3], best[1]
+
+
+def _sniff(
+    con: duckdb.DuckDBPyConnection,
+    sample: Path,
+    opts: CsvOptions,
+    src: SourceFile,
+    *,
+    delimiter: str | None,
+    width: int | None,
+) -> dict[str, Any]:
     args = [quote_literal(str(sample)), "sample_size=-1"]
-    if opts.delimiter:
-        args.append(f"delim={quote_literal(opts.delimiter)}")
+    if delimiter:
+        args.append(f"delim={quote_literal(delimiter)}")
     if opts.quote is not None:
         args.append(f"quote={quote_literal(opts.quote)}")
     if opts.header is not None:
         args.append(f"header={'true' if opts.header else 'false'}")
     if opts.skip_lines is not None:
         args.append(f"skip={opts.skip_lines}")
-    try:
-        row = con.execute(
-            f"SELECT Delimiter, Quote, Escape, NewLineDelimiter, SkipRows, HasHeader, Columns "
-            f"FROM sniff_csv({', '.join(args)}, all_varchar=true)"
-        ).fetchone()
-    except duckdb.Error as exc:
-        raise BadInput(f"cannot detect the CSV dialect: {_first_line(exc)}", file=str(src.path)) from exc
+    query = (
+        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, SkipRows, HasHeader, Columns "
+        "FROM sniff_csv({})"
+    )
+    row = None
+    # A ragged row in the sample makes the sniffer give up; sniff again tolerating it (the
+    # full, strict parse then reports the ragged row with its line number).
+    for extra in ([], ["null_padding=true"], ["ignore_errors=true"]):
+        try:
+            row = con.execute(query.format(", ".join([*args, *extra]))).fetchone()
+            break
+        except duckdb.Error as exc:
+            error = exc
+    if row is None:
+        raise BadInput(f"cannot detect the CSV dialect: {_first_line(error)}", file=str(src.path))
     assert row is not None
+    if width is not None and len(row[6]) != width and opts.skip_lines is None and row[4]:
+        # The sniffer skipped leading lines to reach a wider table; with a consistent width
+        # at the top, the wider line is a malformed row, not the table's start.
+        return _sniff(con, sample, replace(opts, skip_lines=0), src, delimiter=delimiter, width=None)
     delim, quote, escape, _newline, skip, header, cols = row
     names = [c["name"] for c in cols]
-    if not header and opts.header is None and len(names) > 0:
+    if not header:
         names = [f"column{i + 1}" for i in range(len(names))]
     _check_names(names, src)
     return {
         "delim": delim,
         "quote": "" if quote == "(empty)" else quote,
-        "escape": "" if escape == "(empty)" else escape,
+        # RFC 4180: inside quotes a doubled quote is a quote; DuckDB needs that spelled out.
+        "escape": (quote if quote != "(empty)" else "") if escape == "(empty)" else escape,
         "skip": int(skip),
         "header": bool(header),
         "names": names,
@@ -206,12 +273,21 @@ def _check_names(names: list[str], src: SourceFile) -> None:
     seen: set[str] = set()
     for i, name in enumerate(names, 1):
         if name in seen:
-            raise BadInput(f"duplicate column name {name!r} (column {i})", file=str(src.path), line=1, column=name)
+            raise BadInput(
+                f"duplicate column name {name!r} (column {i})",
+                file=str(src.path),
+                line=1,
+                column=name,
+            )
         seen.add(name)
 
 
 def _decide_types(
-    con: duckdb.DuckDBPyConnection, sample: Path, dialect: dict[str, Any], opts: CsvOptions, src: SourceFile
+    con: duckdb.DuckDBPyConnection,
+    sample: Path,
+    dialect: dict[str, Any],
+    opts: CsvOptions,
+    src: SourceFile,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     names: list[str] = dialect["names"]
     params: dict[str, Any] = {
@@ -220,16 +296,21 @@ def _decide_types(
         "escape": dialect["escape"],
         "skip": dialect["skip"],
         "header": dialect["header"],
-        "nullstr": opts.null_values,
         "strict_mode": True,
+        # A quoted "" is an empty text, an unquoted empty field is NULL.
+        "allow_quoted_nulls": False,
     }
+    nulls = ""
+    if opts.null_values:
+        params["nullstr"] = opts.null_values
+        nulls = f", nullstr=[{', '.join(quote_literal(v) for v in opts.null_values)}]"
     varchar_cols = ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in names)
     rel = (
         f"read_csv({quote_literal(str(sample))}, auto_detect=false, columns={{{varchar_cols}}}, "
         f"delim={quote_literal(params['delim'])}, quote={quote_literal(params['quote'])}, "
         f"escape={quote_literal(params['escape'])}, skip={params['skip']}, "
-        f"header={'true' if params['header'] else 'false'}, null_padding=true, ignore_errors=true, "
-        f"nullstr=[{', '.join(quote_literal(v) for v in opts.null_values)}])"
+        f"header={'true' if params['header'] else 'false'}, ignore_errors=true, "
+        f"allow_quoted_nulls=false{nulls})"
     )
     checks = {
         "int": _INT,
@@ -246,8 +327,13 @@ def _decide_types(
     for n in names:
         q = quote_ident(n)
         selects.append(f"count({q})")
-        selects.append(f"count(*) FILTER (WHERE {q} SIMILAR TO '0[0-9]+' OR {q} SIMILAR TO '[+-].*0[0-9]+')")
-        selects.extend(f"count(*) FILTER (WHERE regexp_full_match({q}, {quote_literal(p)}))" for p in checks.values())
+        selects.append(
+            f"count(*) FILTER (WHERE {q} SIMILAR TO '0[0-9]+' OR {q} SIMILAR TO '[+-].*0[0-9]+')"
+        )
+        selects.extend(
+            f"count(*) FILTER (WHERE regexp_full_match({q}, {quote_literal(p)}))"
+            for p in checks.values()
+        )
     try:
         counts = con.execute(f"SELECT {', '.join(selects)} FROM {rel}").fetchone()
     except duckdb.Error as exc:
@@ -255,16 +341,25 @@ def _decide_types(
     assert counts is not None
     width = 2 + len(checks)
     stats = {
-        n: dict(zip(["nonnull", "leading_zero", *checks], counts[i * width : (i + 1) * width], strict=True))
+        n: dict(
+            zip(
+                ["nonnull", "leading_zero", *checks],
+                counts[i * width : (i + 1) * width],
+                strict=True,
+            )
+        )
         for i, n in enumerate(names)
     }
 
     # One decimal separator per file (DuckDB parses with one): decide by evidence.
     comma_votes = sum(s["dec_comma"] for s in stats.values())
     point_votes = sum(s["dec_point"] for s in stats.values())
-    decimal = opts.decimal or ("," if comma_votes > point_votes or (
-        comma_votes == 0 and point_votes == 0 and any(s["int_grouped"] for s in stats.values())
-    ) else ".")
+    decimal = opts.decimal or (
+        ","
+        if comma_votes > point_votes
+        or (comma_votes == 0 and point_votes == 0 and any(s["int_grouped"] for s in stats.values()))
+        else "."
+    )
     if decimal == "," and params["delim"] == ",":
         decimal = "."
     if decimal == ",":
@@ -275,7 +370,7 @@ def _decide_types(
 
     date_de = sum(s["date_de"] + s["ts_de"] for s in stats.values())
     date_iso = sum(s["date_iso"] + s["ts_iso"] for s in stats.values())
-    german_dates = opts.date_format is not None or date_de >= date_iso and date_de > 0
+    german_dates = opts.date_format is not None or (date_de >= date_iso and date_de > 0)
     if opts.date_format:
         params["dateformat"] = opts.date_format
     elif german_dates:

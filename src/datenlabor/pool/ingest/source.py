@@ -130,7 +130,9 @@ def transcode(src: SourceFile, target: Path) -> None:
                 textpart = decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 bad = line + chunk[: exc.start].count(b"\n")
-                raise BadInput(f"not valid {enc}: {exc.reason}", file=str(src.path), line=bad) from exc
+                raise BadInput(
+                    f"not valid {enc}: {exc.reason}", file=str(src.path), line=bad
+                ) from exc
             line += chunk.count(b"\n")
             fout.write(textpart.encode("utf-8"))
         fout.write(decoder.decode(b"", final=True).encode("utf-8"))
