@@ -30,6 +30,7 @@ from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
 from datenlabor.pool.dataset import DatasetHandle
 from datenlabor.pool.info import DatasetInfo, VersionInfo
 from datenlabor.pool.ingest import CsvOptions, Reading, open_reading
+from datenlabor.pool.ingest.reading import duckdb_error, first_line
 from datenlabor.pool.locks import dataset_lock
 from datenlabor.pool.quality import quality_report
 from datenlabor.query.connection import connect, quote_ident
@@ -161,7 +162,7 @@ class Pool:
             except duckdb.Error as exc:
                 if reading.retry_after(con, exc):
                     continue
-                raise _parse_error(exc, reading) from exc
+                raise duckdb_error(exc, reading.source.path) from exc
 
     def _commit(
         self,
@@ -278,14 +279,11 @@ class Pool:
         user: str,
         appended: int,
     ) -> Version:
-        given = meta.given()
-        publisher_slug = given.pop("publisher", None)
-        publisher_name = given.pop("publisher_name", None)
         if ds is None:
             ds = Dataset(
                 slug=slug,
                 table_path=str(table_dir.relative_to(self.root)),
-                title=given.pop("title", None) or slug,
+                title=meta.title or slug,
                 created_by=user,
                 description="",
                 keywords=[],
@@ -294,18 +292,9 @@ class Pool:
                 primary_key=keys,
             )
             s.add(ds)
-        for field, value in given.items():
-            setattr(ds, field, value)
+        _apply_meta(s, ds, meta)
         if keys:
             ds.primary_key = keys
-        if publisher_slug:
-            org = s.scalar(select(Organisation).where(Organisation.slug == publisher_slug))
-            if org is None:
-                org = Organisation(slug=publisher_slug, name=publisher_name or publisher_slug)
-                s.add(org)
-            elif publisher_name:
-                org.name = publisher_name
-            ds.publisher = org
         detection = dict(reading.detection)
         detection["format"] = reading.format
         if mode == "append":
@@ -350,19 +339,26 @@ class Pool:
             d = s.scalar(_dataset_query().where(Dataset.slug == slug))
             if d is None or not d.versions:
                 raise NotFound(f"no dataset {slug!r}")
-            given = meta.given()
-            publisher_slug = given.pop("publisher", None)
-            publisher_name = given.pop("publisher_name", None)
-            for field, value in given.items():
-                setattr(d, field, value)
-            if publisher_slug:
-                org = s.scalar(select(Organisation).where(Organisation.slug == publisher_slug))
-                if org is None:
-                    org = Organisation(slug=publisher_slug, name=publisher_name or publisher_slug)
-                    s.add(org)
-                d.publisher = org
+            _apply_meta(s, d, meta)
             s.commit()
             return DatasetInfo.of(d)
+
+
+def _apply_meta(s: Session, ds: Dataset, meta: DatasetMeta) -> None:
+    """Set the metadata fields that were given; create the publisher on first mention."""
+    given = meta.given()
+    publisher_slug = given.pop("publisher", None)
+    publisher_name = given.pop("publisher_name", None)
+    for field, value in given.items():
+        setattr(ds, field, value)
+    if publisher_slug:
+        org = s.scalar(select(Organisation).where(Organisation.slug == publisher_slug))
+        if org is None:
+            org = Organisation(slug=publisher_slug, name=publisher_name or publisher_slug)
+            s.add(org)
+        elif publisher_name:
+            org.name = publisher_name
+        ds.publisher = org
 
 
 def _dataset_query() -> Any:
@@ -480,38 +476,10 @@ def _conform(
         conformed = delta.stage(con, f"SELECT {select_sql} FROM {staged.relation()}", staging)
     except duckdb.ConversionException as exc:
         raise BadInput(
-            f"values do not fit the current column types: {_first(exc)}", file=file
+            f"values do not fit the current column types: {first_line(exc)}", file=file
         ) from exc
     staged.discard()
     return conformed
-
-
-def _parse_error(exc: duckdb.Error, reading: Reading) -> BadInput:
-    import re
-
-    message = str(exc)
-    line = re.search(r"Line: (\d+)", message)
-    column = re.search(r'column "(.+?)"', message)
-    reason = _first(exc)
-    if "Expected Number of Columns" in message:
-        exp = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
-        if exp:
-            reason = f"expected {exp.group(1)} fields, found {exp.group(2)}"
-    elif "Could not convert" in message:
-        conv = re.search(r'Could not convert string "(.*?)" to \'?(\w+)', message)
-        if conv:
-            reason = f"value {conv.group(1)!r} is not a valid {conv.group(2)}"
-    return BadInput(
-        reason,
-        file=str(reading.source.path),
-        line=int(line.group(1)) if line else None,
-        column=column.group(1) if column else None,
-    )
-
-
-def _first(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager

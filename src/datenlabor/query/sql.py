@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from datenlabor.errors import BadInput, NotFound
+from datenlabor.pool.ingest.reading import first_line
 
 if TYPE_CHECKING:
     from datenlabor.pool.pool import Pool
@@ -40,7 +41,7 @@ class SqlSession:
         try:
             statements = duckdb.extract_statements(sql)
         except duckdb.Error as exc:
-            raise BadInput(f"SQL syntax error: {_first(exc)}") from exc
+            raise BadInput(f"SQL syntax error: {first_line(exc)}") from exc
         if len(statements) != 1:
             raise BadInput(f"expected exactly one SQL statement, got {len(statements)}")
         if statements[0].type not in _ALLOWED:
@@ -50,7 +51,7 @@ class SqlSession:
         try:
             names = duckdb.get_table_names(sql)
         except duckdb.Error as exc:
-            raise BadInput(f"SQL syntax error: {_first(exc)}") from exc
+            raise BadInput(f"SQL syntax error: {first_line(exc)}") from exc
         for name in sorted(names):
             slug, version = name, None
             match = _VERSIONED.match(name)
@@ -70,15 +71,10 @@ class SqlSession:
         try:
             return self.con.execute(sql)
         except duckdb.Error as exc:
-            raise BadInput(f"query failed: {_first(exc)}") from exc
+            raise BadInput(f"query failed: {first_line(exc)}") from exc
 
     def arrow(self, sql: str) -> pa.Table:
         return self.execute(sql).to_arrow_table()
 
     def batches(self, sql: str, rows: int = 65_536) -> pa.RecordBatchReader:
         return self.execute(sql).fetch_record_batch(rows)
-
-
-def _first(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

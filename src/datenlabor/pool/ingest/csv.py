@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from datenlabor.errors import BadInput
-from datenlabor.pool.ingest.reading import Reading
+from datenlabor.pool.ingest.reading import Reading, first_line
 from datenlabor.pool.ingest.source import SourceFile, read_head, transcode
 from datenlabor.query.connection import quote_ident, quote_literal
 
@@ -247,12 +247,14 @@ def _sniff(
         except duckdb.Error as exc:
             error = exc
     if row is None:
-        raise BadInput(f"cannot detect the CSV dialect: {_first_line(error)}", file=str(src.path))
+        raise BadInput(f"cannot detect the CSV dialect: {first_line(error)}", file=str(src.path))
     assert row is not None
     if width is not None and len(row[6]) != width and opts.skip_lines is None and row[4]:
         # The sniffer skipped leading lines to reach a wider table; with a consistent width
         # at the top, the wider line is a malformed row, not the table's start.
-        return _sniff(con, sample, replace(opts, skip_lines=0), src, delimiter=delimiter, width=None)
+        return _sniff(
+            con, sample, replace(opts, skip_lines=0), src, delimiter=delimiter, width=None
+        )
     delim, quote, escape, _newline, skip, header, cols = row
     names = [c["name"] for c in cols]
     if not header:
@@ -337,7 +339,7 @@ def _decide_types(
     try:
         counts = con.execute(f"SELECT {', '.join(selects)} FROM {rel}").fetchone()
     except duckdb.Error as exc:
-        raise BadInput(f"cannot parse CSV sample: {_first_line(exc)}", file=str(src.path)) from exc
+        raise BadInput(f"cannot parse CSV sample: {first_line(exc)}", file=str(src.path)) from exc
     assert counts is not None
     width = 2 + len(checks)
     stats = {
@@ -409,7 +411,3 @@ def _column_type(name: str, s: dict[str, int], decimal: str, german_dates: bool)
     if s["bool"] == nonnull:
         return "BOOLEAN"
     return "VARCHAR"
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

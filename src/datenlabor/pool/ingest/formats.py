@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 
 from datenlabor.errors import BadInput
-from datenlabor.pool.ingest.reading import Reading
+from datenlabor.pool.ingest.reading import Reading, duckdb_error
 from datenlabor.pool.ingest.source import SourceFile
 from datenlabor.query.connection import load_extension, quote_literal
 
@@ -17,7 +17,7 @@ def open_parquet(con: duckdb.DuckDBPyConnection, src: SourceFile) -> Reading:
     try:
         con.execute(f"DESCRIBE SELECT * FROM {relation}")
     except duckdb.Error as exc:
-        raise BadInput(f"not a readable Parquet file: {_msg(exc)}", file=str(src.path)) from exc
+        raise duckdb_error(exc, src.path, "not a readable Parquet file: ") from exc
     return Reading(source=src, format="parquet", relation=relation, line_offset=0)
 
 
@@ -35,7 +35,7 @@ def open_json(con: duckdb.DuckDBPyConnection, src: SourceFile) -> Reading:
     try:
         con.execute(f"DESCRIBE SELECT * FROM {relation}")
     except duckdb.Error as exc:
-        raise BadInput(f"not readable as JSON ({layout}): {_msg(exc)}", file=str(src.path)) from exc
+        raise duckdb_error(exc, src.path, f"not readable as JSON ({layout}): ") from exc
     return Reading(
         source=src,
         format="json",
@@ -59,7 +59,7 @@ def open_xlsx(con: duckdb.DuckDBPyConnection, src: SourceFile, *, sheet: str | N
     try:
         con.execute(f"DESCRIBE SELECT * FROM {relation}")
     except duckdb.Error as exc:
-        raise BadInput(f"cannot read sheet {chosen!r}: {_msg(exc)}", file=str(src.path)) from exc
+        raise duckdb_error(exc, src.path, f"cannot read sheet {chosen!r}: ") from exc
     return Reading(
         source=src,
         format="xlsx",
@@ -80,7 +80,3 @@ def _sheet_names(path: Path) -> list[str]:
     if not names:
         raise BadInput("workbook has no sheets", file=str(path))
     return list(names)
-
-
-def _msg(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from datenlabor.errors import BadInput
 from datenlabor.pool.ingest.source import SourceFile
 
 
@@ -34,3 +36,29 @@ class Reading:
     def cleanup(self) -> None:
         for path in self.temp_files:
             path.unlink(missing_ok=True)
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (DuckDB's are long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def duckdb_error(exc: Exception, path: Path, prefix: str = "") -> BadInput:
+    """Turn a DuckDB reader error into BadInput naming file, line and column."""
+    message = str(exc)
+    line = re.search(r"[Ll]ine:? (\d+)", message)
+    column = re.search(r'column "(.+?)"', message)
+    reason = first_line(exc)
+    counts = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
+    conv = re.search(r"Could not convert string \"(.*?)\" to '?(\w+)", message)
+    if counts:
+        reason = f"expected {counts.group(1)} fields, found {counts.group(2)}"
+    elif conv:
+        reason = f"value {conv.group(1)!r} is not a valid {conv.group(2)}"
+    return BadInput(
+        prefix + reason,
+        file=str(path),
+        line=int(line.group(1)) if line else None,
+        column=column.group(1) if column else None,
+    )
