@@ -1,0 +1,591 @@
+"""The quality report of a dataset version, computed with vectorized DuckDB SQL.
+
+``quality_report(con, relation, schema=...)`` runs a constant number of queries: one row
+count, one aggregate over all columns, one detail aggregate (top values, date plausibility,
+examples), one query per AGS/ARS column and one for the primary key. The report is a
+JSON-serialisable dict with stable keys:
+
+``format``          ``"datenlabor-quality/1"``
+``generated_on``    ISO date used as "today" for date plausibility
+``row_count``, ``column_count``
+``distinct_method`` ``"exact"`` (count(DISTINCT)) or ``"approximate"`` (HyperLogLog,
+                    approx_count_distinct; used above 1 million rows)
+``columns``         one dict per column, in order:
+    ``name``, ``type`` (Table Schema type), ``storage_type`` (DuckDB), ``semantic``,
+    ``non_null``, ``null``, ``completeness`` (share 0..1, None without rows),
+    ``distinct``, ``distinct_exact`` (exact for columns with top values in any mode),
+    ``conformance``  ``{"method": "storage-type"|"declared-type"|"hint"|"semantic", ...}``:
+                     typed columns conform by construction (share 1.0); text columns with a
+                     non-string type in the schema: ``conforming``, ``share``, ``examples``;
+                     other text columns: ``hints`` (share of non-null values that would
+                     conform to integer, number, number_de ``1.234,56``, date_iso, date_de
+                     ``31.12.2023``, datetime_iso, datetime_de), ``best`` (the chosen hint:
+                     at least 95% conform; integers with leading zeros stay text),
+                     ``suggestion`` (a field patch such as ``{"type": "number",
+                     "decimalChar": ",", "groupChar": "."}``, or None) and ``examples`` of
+                     values that do not fit it,
+    ``range``        ``{"min", "max"}`` for numbers, dates and times;
+                     ``{"min_length", "max_length"}`` for text; else None,
+    ``top_values``   ``[{"value", "count"}]`` (most frequent first) for text and boolean
+                     columns with at most 10 distinct values, else None,
+    ``dates``        ``{"before_1900", "after_limit", "limit", "examples"}`` or None,
+    ``ags``          for ``datenlabor:semantic`` ags/ars columns: ``distinct_keys``,
+                     ``invalid_format`` and ``unknown`` (each ``rows``, ``distinct``,
+                     ``examples``; ``DG`` for Germany is valid), ``levels`` (``{level:
+                     {"distinct", "known"}}`` for germany, land, regierungsbezirk, kreis,
+                     gemeindeverband (known None: not in the list), gemeinde), else None
+``primary_key``     ``{"fields", "null_rows", "duplicate_keys", "duplicate_rows", "examples"}``
+                    or None
+``issues``          ``[{"type", "severity", "column", "message", "count"}]``; types:
+                    missing-values, duplicate-key, type-error, type-hint, ags-invalid-format,
+                    ags-unknown-key, ags-as-number, implausible-date; severity error|warning|info
+``summary``         ``{"errors", "warnings", "infos", "score"}``: score 0..100 is the share of
+                    cells without a recorded defect (missing, type error, invalid or unknown
+                    key, implausible date, duplicate key row)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import textwrap
+from typing import Any
+
+import duckdb
+
+from datenlabor.errors import BadInput
+from datenlabor.pool import ags
+from datenlabor.pool import schema as ts
+
+FORMAT = "datenlabor-quality/1"
+EXACT_DISTINCT_UP_TO = 1_000_000
+TOP_VALUES = 10
+EXAMPLES = 5
+_KEYS = "__dl_ags_keys"  # the official key list, registered by datenlabor.pool.ags
+_LEVELS = {2: "land", 3: "regierungsbezirk", 5: "kreis", 8: "gemeinde", 9: "gemeindeverband"}
+_LEVELS[12] = "gemeinde"
+# German dates for the type hint: format and day/month ranges (a calendar check is too slow)
+_DE_DATE = r"(0?[1-9]|[12][0-9]|3[01])\.(0?[1-9]|1[0-2])\.[0-9]{4}"
+# Narrower types a text column may conform to, as Table Schema field patches.
+_HINTS = {  # hint: (field patch, description)
+    "integer": ({"type": "integer"}, "integers"),
+    "number": ({"type": "number"}, "numbers"),
+    "number_de": (
+        {"type": "number", "decimalChar": ",", "groupChar": "."},
+        "numbers in German format (1.234,56)",
+    ),
+    "date_iso": ({"type": "date"}, "ISO dates (2023-12-31)"),
+    "date_de": ({"type": "date", "format": "%d.%m.%Y"}, "German dates (31.12.2023)"),
+    "datetime_iso": ({"type": "datetime"}, "ISO timestamps"),
+    "datetime_de": (
+        {"type": "datetime", "format": "%d.%m.%Y %H:%M:%S"},
+        "German timestamps (31.12.2023 14:30:00)",
+    ),
+}
+
+
+def quality_report(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    *,
+    schema: dict,
+    primary_key: list[str] | None = None,
+    today: dt.date | None = None,
+    exact_distinct: bool | None = None,
+) -> dict:
+    """The quality report of the rows in ``relation`` (see the module docstring).
+
+    ``schema`` supplies field types, formats and ``datenlabor:semantic`` hints (an inferred or a
+    user schema); ``primary_key`` defaults to its ``primaryKey``. ``exact_distinct`` forces
+    exact (True) or approximate (False) distinct counts.
+    """
+    pk = primary_key if primary_key is not None else schema.get("primaryKey") or []
+    pk = [pk] if isinstance(pk, str) else list(pk)
+    return _Report(con, relation, schema, pk, today or dt.date.today(), exact_distinct).build()
+
+
+class _Aggregate:
+    """Collects aggregate expressions and runs them as one query."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, str]] = []
+
+    def add(self, key: Any, sql: str) -> None:
+        self.items.append((key, sql))
+
+    def run(self, con, source: str) -> dict:
+        if not self.items:
+            return {}
+        row = con.sql(f"SELECT {', '.join(s for _, s in self.items)} FROM {source}").fetchone()
+        return {key: value for (key, _), value in zip(self.items, row, strict=True)}
+
+
+class _Report:
+    def __init__(self, con, relation: str, schema: dict, pk: list, today: dt.date, exact) -> None:
+        self.con, self.source, self.pk = con, ts.rel(relation), pk
+        self.cols = ts.columns(con, relation)
+        for key in pk:
+            if key not in [n for n, _, _ in self.cols]:
+                raise BadInput(f"primary key field {key!r} is not a column of the data", column=key)
+        self.fields = {f["name"]: f for f in schema.get("fields", [])}
+        self.missing_values = schema.get("missingValues", [""])
+        self.today, self.limit = today, _plus_one_year(today)
+        self.rows = con.sql(f"SELECT count(*) FROM {self.source}").fetchone()[0]
+        self.exact = self.rows <= EXACT_DISTINCT_UP_TO if exact is None else exact
+        self.issues: list[dict] = []
+        self.defects = 0  # cells with a recorded defect, for the score
+
+    def issue(self, kind: str, severity: str, column, message: str, count: int, defects=0):
+        self.issues.append(
+            {"type": kind, "severity": severity, "column": column, "message": message}
+            | {"count": count}
+        )
+        self.defects += defects
+
+    def build(self) -> dict:
+        specs = [self._spec(*col) for col in self.cols]
+        r1 = self._first_pass(specs)
+        detail = _Aggregate()
+        for spec in specs:
+            self._facts(spec, r1, detail)
+        r2 = detail.run(self.con, self.source)
+        for spec in specs:
+            self._details(spec, r2)
+        key_specs = [s for s in specs if s["semantic"] in ("ags", "ars") and s["text"]]
+        if key_specs:
+            ags.register(self.con, name=_KEYS)
+        for spec in key_specs:
+            spec["report"]["ags"] = self._keys(spec)
+        key_report = self._primary_key(r1[("", "pk_null")]) if self.pk else None
+        order = {"error": 0, "warning": 1, "info": 2}
+        self.issues.sort(key=lambda i: order[i["severity"]])
+        cells = self.rows * len(self.cols)
+        summary = {s + "s": sum(i["severity"] == s for i in self.issues) for s in order}
+        summary["score"] = (
+            round(100 * (1 - min(self.defects, cells) / cells), 1) if cells else 100.0
+        )
+        return {
+            "format": FORMAT,
+            "generated_on": self.today.isoformat(),
+            "row_count": self.rows,
+            "column_count": len(self.cols),
+            "distinct_method": "exact" if self.exact else "approximate",
+            "columns": [s["report"] for s in specs],
+            "primary_key": key_report,
+            "issues": self.issues,
+            "summary": summary,
+        }
+
+    def _spec(self, name: str, type_str: str, type_id: str) -> dict:
+        stored, _ = ts.table_schema_type(type_str, type_id)
+        field = self.fields.get(name, {"name": name, "type": stored})
+        spec = {"name": name, "c": ts.ident(name), "stored": stored, "field": field}
+        spec |= {"storage": (type_str, type_id), "text": ts.is_text(type_str, type_id)}
+        spec["semantic"] = field.get(ts.SEMANTIC)
+        if spec["text"] and field.get("type", "string") not in ("string", "any"):
+            is_missing, spec["value"] = ts.value_sql(
+                name, spec["storage"], field, self.missing_values
+            )
+            spec["bad"] = f"NOT {is_missing} AND {spec['value']} IS NULL"
+        return spec
+
+    def _first_pass(self, specs: list[dict]) -> dict:
+        """One aggregate over all columns: counts, ranges, lengths, type shapes."""
+        agg, shapes = _Aggregate(), list[str]()
+        for spec in specs:
+            name, c = spec["name"], spec["c"]
+            agg.add((name, "n"), f"count({c})")
+            distinct = f"count(DISTINCT {c})" if self.exact else f"approx_count_distinct({c})"
+            agg.add((name, "distinct"), distinct)
+            if spec["stored"] in ("integer", "number", "date", "datetime", "time"):
+                agg.add((name, "range"), f"[min({c}), max({c})]")
+            if spec["text"]:
+                agg.add((name, "length"), f"[min(length({c})), max(length({c}))]")
+                if "bad" in spec:
+                    agg.add((name, "bad"), f"count_if({spec['bad']})")
+                elif not spec["semantic"]:
+                    shapes.append(f"{_shape_sql(spec)} AS __dl_h{len(shapes)}")
+                    agg.add((name, "shapes"), f"histogram(__dl_h{len(shapes) - 1})")
+        if self.pk:
+            agg.add(
+                ("", "pk_null"),
+                "count_if(" + " OR ".join(f"{ts.ident(k)} IS NULL" for k in self.pk) + ")",
+            )
+        source = f"(SELECT *, {', '.join(shapes)} FROM {self.source})" if shapes else self.source
+        return agg.run(self.con, source)
+
+    def _facts(self, spec: dict, r1: dict, detail: _Aggregate) -> None:
+        """Column facts from the first pass; queue what the detail pass must look at."""
+        name, c, rows = spec["name"], spec["c"], self.rows
+        n = r1[(name, "n")]
+        spec["report"] = col = {
+            "name": name,
+            "type": spec["field"].get("type", spec["stored"]),
+            "storage_type": spec["storage"][0],
+            "semantic": spec["semantic"],
+            "non_null": n,
+            "null": rows - n,
+            "completeness": round(n / rows, 6) if rows else None,
+            "distinct": r1[(name, "distinct")],
+            "distinct_exact": self.exact,
+            "conformance": {"method": "storage-type", "share": 1.0},
+            "range": None,
+            "top_values": None,
+            "dates": None,
+            "ags": None,
+        }
+        if (name, "range") in r1:
+            col["range"] = dict(zip(["min", "max"], map(_json, r1[(name, "range")]), strict=True))
+        if (name, "length") in r1:
+            col["range"] = dict(
+                zip(["min_length", "max_length"], r1[(name, "length")], strict=True)
+            )
+        if rows - n:
+            what = f"all {_n(rows, 'value')}" if not n else f"{rows - n:,} of {_n(rows, 'value')}"
+            text = f"{what} missing ({(rows - n) / rows:.1%})"
+            severity = "error" if name in self.pk else "warning"
+            self.issue("missing-values", severity, name, text, rows - n, rows - n)
+        if not spec["text"]:
+            col["conformance"]["note"] = (
+                f"typed column ({spec['storage'][0]}): conforms by construction"
+            )
+            named = ts.key_name(name, strong=True) or spec["semantic"] in ("ags", "ars")
+            if spec["stored"] == "integer" and named:
+                text = "regional key stored as a number: leading zeros are lost (01001 -> 1001)"
+                self.issue("ags-as-number", "warning", name, text, n)
+        elif spec["semantic"]:
+            col["conformance"] = {"method": "semantic", "note": f"checked as {spec['semantic']}"}
+        elif "bad" in spec:
+            bad = r1[(name, "bad")]
+            col["conformance"] = {
+                "method": "declared-type",
+                "type": col["type"],
+                "conforming": n - bad,
+            }
+            col["conformance"] |= {"share": round((n - bad) / n, 6) if n else None, "examples": []}
+            if bad:
+                detail.add((name, "examples"), _examples(c, spec["bad"], EXAMPLES))
+        else:
+            _hint(spec, r1, n, detail)
+        if (
+            col["distinct"] <= TOP_VALUES + 6
+            and n
+            and (spec["text"] or spec["stored"] == "boolean")
+        ):
+            detail.add((name, "hist"), f"histogram({c})")  # approximate counts may be too high
+        date_sql = _date_sql(spec)
+        if date_sql:
+            spec["date_sql"] = date_sql
+            shown = c if spec["text"] else date_sql
+            for key, cond in (("old", "< DATE '1900-01-01'"), ("new", f"> DATE '{self.limit}'")):
+                detail.add((name, key), f"count_if({date_sql} {cond})")
+                detail.add(
+                    (name, key + "_ex"), _examples(shown, f"{date_sql} {cond}", 3, key == "new")
+                )
+
+    def _details(self, spec: dict, r2: dict) -> None:
+        name, col = spec["name"], spec["report"]
+        conf = col["conformance"]
+        if (name, "examples") in r2:
+            conf["examples"] = examples = [_json(v) for v in r2[(name, "examples")] or []]
+            if conf["method"] == "declared-type":
+                bad = col["non_null"] - conf["conforming"]
+                text = f"{_n(bad, 'value')} not valid as {col['type']}, e.g. {_list(examples)}"
+                self.issue("type-error", "error", name, text, bad, bad)
+        if conf["method"] == "hint" and conf["suggestion"]:
+            self.issue("type-hint", "info", name, _hint_message(col), col["non_null"])
+        if (name, "hist") in r2:
+            hist = r2[(name, "hist")] or {}
+            col["distinct"], col["distinct_exact"] = len(hist), True
+            if len(hist) <= TOP_VALUES:
+                ordered = sorted(hist.items(), key=lambda kv: (-kv[1], str(kv[0])))
+                col["top_values"] = [{"value": _json(k), "count": v} for k, v in ordered]
+        if "date_sql" in spec:
+            old, new = r2[(name, "old")], r2[(name, "new")]
+            examples = [
+                _json(v) for v in (r2[(name, "old_ex")] or []) + (r2[(name, "new_ex")] or [])
+            ]
+            col["dates"] = {"before_1900": old, "after_limit": new, "limit": self.limit.isoformat()}
+            col["dates"]["examples"] = examples
+            if old or new:
+                parts = [f"{old:,} before 1900"] * bool(old) + [
+                    f"{new:,} after {self.limit}"
+                ] * bool(new)
+                text = f"{' and '.join(parts)}, e.g. {_list(examples)}"
+                self.issue("implausible-date", "warning", name, text, old + new, old + new)
+
+    def _keys(self, spec: dict) -> dict:
+        """Format and official-list checks of a regional key column, over its distinct keys.
+
+        GENESIS' ``DG`` (Germany as a whole) counts as a valid, known key.
+        """
+        c, source = spec["c"], self.source
+        level = "CASE WHEN key = 'DG' THEN 'germany' ELSE CASE length(key) "
+        level += " ".join(f"WHEN {n} THEN '{lv}'" for n, lv in _LEVELS.items()) + " END END"
+        ok = f"(key = 'DG' OR {ags.format_ok_sql('key')})"
+        known = f"(level = 'germany' OR {ags.known_sql('key', _KEYS)})"
+        aggs = ["count(*)"]
+        for cond in ("NOT ok", "ok AND NOT known AND level <> 'gemeindeverband'"):
+            aggs += [
+                f"coalesce(sum(n) FILTER (WHERE {cond}), 0)",
+                f"count(*) FILTER (WHERE {cond})",
+            ]
+            examples = f"list(key ORDER BY n DESC, key) FILTER (WHERE {cond})"
+            aggs.append(f"coalesce({examples}, [])[1:{EXAMPLES}]")
+        levels = ["germany", *dict.fromkeys(_LEVELS.values())]
+        for lv in levels:
+            aggs.append(f"count(*) FILTER (WHERE ok AND level = '{lv}')")
+            aggs.append(f"count(*) FILTER (WHERE ok AND level = '{lv}' AND known)")
+        row = self.con.sql(
+            f"WITH k AS (SELECT {c} AS key, count(*) AS n FROM {source} WHERE {c} IS NOT NULL "
+            f"GROUP BY ALL), c AS (SELECT key, n, {ok} AS ok, {level} AS level FROM k) "
+            f"SELECT {', '.join(aggs)} FROM (SELECT *, {known} AS known FROM c)"
+        ).fetchone()
+        bad, unknown = (
+            dict(zip(["rows", "distinct", "examples"], row[i : i + 3], strict=True)) for i in (1, 4)
+        )
+        result = {"distinct_keys": row[0], "invalid_format": bad, "unknown": unknown, "levels": {}}
+        for i, lv in enumerate(levels):
+            if row[7 + 2 * i]:
+                known_count = None if lv == "gemeindeverband" else row[8 + 2 * i]
+                result["levels"][lv] = {"distinct": row[7 + 2 * i], "known": known_count}
+        name, label = spec["name"], spec["semantic"].upper()
+        if bad["rows"]:
+            text = (
+                f"no valid {label} key (2, 3, 5, 8, 9 or 12 digits, Land 01-16): "
+                f"{_n(bad['rows'], 'value')} ({bad['distinct']:,} distinct), "
+                f"e.g. {_list(bad['examples'])}"
+            )
+            self.issue("ags-invalid-format", "error", name, text, bad["rows"], bad["rows"])
+        if unknown["rows"]:
+            text = (
+                f"not in the official key list (Gebietsstand {ags.GEBIETSSTAND}): "
+                f"{_n(unknown['distinct'], 'key')} in {_n(unknown['rows'], 'row')}, e.g. "
+                f"{_list(unknown['examples'])}; outdated keys or sub-municipal units?"
+            )
+            self.issue("ags-unknown-key", "warning", name, text, unknown["rows"], unknown["rows"])
+        return result
+
+    def _primary_key(self, null_rows: int) -> dict:
+        keys = ", ".join(ts.ident(k) for k in self.pk)
+        notnull = " AND ".join(f"{ts.ident(k)} IS NOT NULL" for k in self.pk)
+        casts = ", ".join(f"CAST({ts.ident(k)} AS VARCHAR)" for k in self.pk)
+        row = self.con.sql(
+            f"WITH d AS (SELECT {keys}, count(*) AS n FROM {self.source} WHERE {notnull} "
+            f"GROUP BY ALL HAVING count(*) > 1) SELECT count(*), coalesce(sum(n), 0), "
+            f"(SELECT list([{casts}, n::VARCHAR]) FROM "
+            f"(SELECT * FROM d ORDER BY n DESC, {keys} LIMIT {EXAMPLES})) FROM d"
+        ).fetchone()
+        dup, dup_rows = row[0], int(row[1])
+        examples = [{"key": e[:-1], "count": int(e[-1])} for e in row[2] or []]
+        if dup:
+            shown = _list([", ".join(e["key"]) for e in examples])
+            text = f"{_n(dup, 'key value')} in {_n(dup_rows, 'row')}, e.g. {shown}"
+            self.issue("duplicate-key", "error", ", ".join(self.pk), text, dup_rows, dup_rows - dup)
+        return {"fields": self.pk, "null_rows": null_rows, "duplicate_keys": dup} | {
+            "duplicate_rows": dup_rows,
+            "examples": examples,
+        }
+
+
+def _examples(sql: str, condition: str, k: int, largest: bool = False) -> str:
+    """Up to k distinct example values (the smallest or largest) where the condition holds."""
+    agg = "max" if largest else "min"
+    return f"list_distinct({agg}({sql}, 50) FILTER (WHERE {condition}))[1:{k}]"
+
+
+def _hint(spec: dict, r1: dict, n: int, detail: _Aggregate) -> None:
+    """Shares of narrower types a text column would conform to, and a suggestion."""
+    h = r1[(spec["name"], "shapes")] or {}
+    integer = h.get(1, 0) + h.get(9, 0)
+    counts = {"integer": integer, "number": integer + h.get(2, 0) + h.get(3, 0)}
+    counts["number_de"] = integer + h.get(2, 0) + h.get(4, 0)
+    for i, hint in enumerate(["date_iso", "date_de", "datetime_iso", "datetime_de"]):
+        counts[hint] = h.get(5 + i, 0)
+    best = None
+    if n and counts["integer"] >= ts.SHARE * n:
+        best = None if h.get(9) else "integer"  # leading zeros: keys or codes, keep as text
+    elif n and counts["number_de"] > counts["number"] and counts["number_de"] >= ts.SHARE * n:
+        best = "number_de"
+    elif n:
+        ranked = ["number", "date_iso", "date_de", "datetime_iso", "datetime_de"]
+        best = next((h for h in ranked if counts[h] >= ts.SHARE * n), None)
+    spec["report"]["conformance"] = {
+        "method": "hint",
+        "share": 1.0,
+        "hints": {hint: (round(counts[hint] / n, 6) if n else None) for hint in _HINTS},
+        "best": best,
+        "suggestion": dict(_HINTS[best][0]) if best else None,
+        "examples": [],
+    }
+    if best and counts[best] < n:
+        condition = f"NOT ({_hint_sql(best, spec)})"
+        detail.add((spec["name"], "examples"), _examples(spec["c"], condition, EXAMPLES))
+
+
+def _shape_sql(spec: dict) -> str:
+    """Classify each text value once (cheap gate, then a cascade) instead of testing all hints.
+
+    0 other, 1 integer, 9 integer with a leading zero, 2 number in both formats (1.234),
+    3 number (1234.5), 4 German number (1.234,5), 5 ISO date, 6 German date (format and
+    day/month ranges only: strptime is too slow here), 7 ISO timestamp, 8 German timestamp.
+    """
+    c = spec["c"]
+
+    def h(hint: str) -> str:
+        return _hint_sql(hint, spec)
+
+    de_date = rf"regexp_full_match({c}, '{_DE_DATE}')"
+    return (  # cheap string tests first, so that each value meets two or three regexes
+        f"CASE WHEN {c} IS NULL THEN NULL "
+        f"WHEN ascii({c}) NOT BETWEEN 43 AND 57 "  # first character not in +,-./0-9
+        f"OR NOT regexp_full_match({c}, '[-+.0-9][-+.,:0-9TZeE ]*') THEN 0 "
+        f"WHEN contains({c}, ':') THEN CASE WHEN {h('datetime_iso')} THEN 7 "
+        f"WHEN {h('datetime_de')} THEN 8 ELSE 0 END "
+        f"WHEN contains({c}, ',') THEN CASE WHEN {h('number_de')} THEN 4 ELSE 0 END "
+        f"WHEN substr({c}, 5, 1) = '-' THEN CASE WHEN {h('date_iso')} THEN 5 ELSE 0 END "
+        f"WHEN substr({c}, -5, 1) = '.' AND {de_date} THEN 6 "
+        f"WHEN {h('integer')} THEN CASE WHEN {c} LIKE '0_%' THEN 9 ELSE 1 END "
+        f"WHEN {h('number')} THEN CASE WHEN {h('number_de')} THEN 2 ELSE 3 END "
+        f"WHEN {h('number_de')} THEN 4 ELSE 0 END"
+    )
+
+
+def _hint_sql(hint: str, spec: dict) -> str:
+    """Whether a value conforms to a hint: the SQL check_against_schema uses (for numbers just
+    its regex, which implies a successful cast)."""
+    field = {"name": spec["name"], **_HINTS[hint][0]}
+    if field["type"] in ("integer", "number"):
+        return f"regexp_full_match({spec['c']}, {ts.lit(ts.number_regex(field))})"
+    return f"{ts.value_sql(spec['name'], spec['storage'], field, [])[1]} IS NOT NULL"
+
+
+def _hint_message(col: dict) -> str:
+    conf = col["conformance"]
+    best, share = conf["best"], conf["hints"][conf["best"]]
+    text = f"text column, but {share:.1%} of the values are {_HINTS[best][1]}"
+    if conf["examples"]:
+        text += f"; the others are e.g. {_list(conf['examples'])}"
+    patch = ", ".join(f"{k} {v!r}" for k, v in conf["suggestion"].items() if k != "type")
+    return text + f"; consider type {conf['suggestion']['type']}" + (f" ({patch})" if patch else "")
+
+
+def _date_sql(spec: dict) -> str | None:
+    """SQL for the column's values as dates/timestamps, or None for non-date columns."""
+    if spec["stored"] in ("date", "datetime"):
+        return spec["c"]
+    conf = spec["report"]["conformance"]
+    if "value" in spec and spec["field"].get("type") in ("date", "datetime"):
+        return spec["value"]
+    if conf.get("method") == "hint" and conf["suggestion"] and conf["best"].startswith("date"):
+        _, value = ts.value_sql(spec["name"], spec["storage"], conf["suggestion"], [])
+        return value
+    return None
+
+
+def _plus_one_year(day: dt.date) -> dt.date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
+
+
+def _json(value: Any) -> Any:
+    """A JSON-serialisable form of a value DuckDB returned."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _list(values: list) -> str:
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:EXAMPLES])
+
+
+def render_text(report: dict) -> str:
+    """The report as plain text for a terminal or a log: findings first, then the columns."""
+    s = report["summary"]
+    out = [
+        f"Quality report of {report['generated_on']}: {report['row_count']:,} rows, "
+        f"{report['column_count']} columns (distinct counts {report['distinct_method']})",
+        f"Score {s['score']:.1f} of 100: {_n(s['errors'], 'error')}, "
+        f"{_n(s['warnings'], 'warning')}, {_n(s['infos'], 'note')}",
+        "",
+    ]
+    if report["issues"]:
+        out.append("Findings")
+        for i in report["issues"]:
+            head = f"  {i['severity'].upper():<8} {i['type']:<19} {i['column'] or '-'}: "
+            out += textwrap.wrap(
+                i["message"], width=100, initial_indent=head, subsequent_indent=" " * 31
+            )
+    else:
+        out.append("No findings.")
+    pk = report["primary_key"]
+    if pk:
+        out.append("")
+        state = "unique" if not pk["duplicate_keys"] else f"{pk['duplicate_keys']:,} duplicated"
+        out.append(
+            f"Primary key ({', '.join(pk['fields'])}): {state}, {_n(pk['null_rows'], 'row')} "
+            "with a missing key part"
+        )
+    out += ["", "Columns"]
+    table = [("name", "type", "complete", "distinct", "range", "notes")]
+    for c in report["columns"]:
+        complete = "-" if c["completeness"] is None else f"{c['completeness']:.1%}"
+        distinct = ("" if c["distinct_exact"] else "~") + f"{c['distinct']:,}"
+        table.append((c["name"], c["type"], complete, distinct, _range_text(c), _notes(c)))
+    widths = [min(max(len(row[i]) for row in table), 28) for i in range(5)]
+    for row in table:
+        cells = [row[i][: widths[i]].ljust(widths[i]) for i in range(5)]
+        out.append(("  " + "  ".join(cells) + "  " + row[5]).rstrip())
+    tops = [c for c in report["columns"] if c["top_values"]]
+    if tops:
+        out += ["", "Top values"]
+        for c in tops:
+            values = ", ".join(
+                f"{'(missing)' if t['value'] is None else t['value']} ({t['count']:,})"
+                for t in c["top_values"]
+            )
+            out += textwrap.wrap(
+                values, 100, initial_indent=f"  {c['name']}: ", subsequent_indent="    "
+            )
+    return "\n".join(out) + "\n"
+
+
+def _range_text(c: dict) -> str:
+    r = c["range"]
+    if not r:
+        return ""
+    if "min_length" in r:
+        return "" if r["min_length"] is None else f"length {r['min_length']}-{r['max_length']}"
+    return "" if r["min"] is None else f"{r['min']} .. {r['max']}"
+
+
+def _notes(c: dict) -> str:
+    notes = []
+    if c["semantic"]:
+        notes.append(c["semantic"].upper() if c["semantic"] != "status" else "GENESIS status")
+    if c["ags"]:
+        for level, n in c["ags"]["levels"].items():
+            known = "" if n["known"] is None else f" ({n['known']:,} known)"
+            notes.append(f"{_n(n['distinct'], level + ' key')}{known}")
+    conf = c["conformance"]
+    if conf.get("method") == "hint" and conf.get("best"):
+        notes.append(f"looks like {conf['best']} ({conf['hints'][conf['best']]:.1%})")
+    if conf.get("method") == "declared-type" and conf["share"] is not None and conf["share"] < 1:
+        notes.append(f"{conf['share']:.1%} valid {c['type']}")
+    if c["dates"] and (c["dates"]["before_1900"] or c["dates"]["after_limit"]):
+        bad = c["dates"]["before_1900"] + c["dates"]["after_limit"]
+        notes.append(f"{_n(bad, 'implausible date')}")
+    return "; ".join(notes)
