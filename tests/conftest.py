@@ -74,3 +74,13 @@ def sqlite_pool(tmp_path: Path):  # type: ignore[no-untyped-def]
     p = datenlabor.open(tmp_path / "pool", user="test@example.org")
     yield p
     p.store.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long variants (marked slow) run only with DATENLABOR_SLOW_TESTS=1; deselected otherwise."""
+    if os.environ.get("DATENLABOR_SLOW_TESTS") == "1":
+        return
+    slow = [i for i in items if i.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [i for i in items if not i.get_closest_marker("slow")]

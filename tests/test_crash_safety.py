@@ -66,9 +66,6 @@ SCHEMA = pa.schema(
     ]
 )
 
-slow = pytest.mark.skipif(
-    os.environ.get("DATENLABOR_SLOW_TESTS") != "1", reason="set DATENLABOR_SLOW_TESTS=1"
-)
 
 
 # -- test data --------------------------------------------------------------------------------
@@ -434,7 +431,6 @@ def test_random_sigkill_leaves_previous_or_complete_version(
     run_random_kills(scenario, tmp_path, mode, DEFAULT_TRIALS)
 
 
-@slow
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_random_sigkill_many_trials(scenario: Scenario, tmp_path: Path, mode: str) -> None:

@@ -24,7 +24,7 @@ def test_real_genesis_export_becomes_tidy_version(sqlite_pool) -> None:
     # A symbol never carries a value; header and footer text never became rows.
     bad = sqlite_pool.query(
         "SELECT count(*) AS n FROM haushalte WHERE (status IN ('-', '.') AND value IS NOT NULL) "
-        "OR Stichtag LIKE '%Stand%' OR Stichtag LIKE '%©%' OR Stichtag LIKE '%___%'"
+        "OR contains(Stichtag, 'Stand') OR contains(Stichtag, '©') OR contains(Stichtag, '___')"
     ).to_pylist()
     assert bad == [{"n": 0}]
 

@@ -221,15 +221,21 @@ def datasets(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         _print_json([d.to_dict() for d in items])
         return
-    table = Table("dataset", "title", "version", "rows", "publisher", "licence")
+    table = Table(title="Datenpool")
+    table.add_column("dataset", no_wrap=True, style="bold")
+    table.add_column("version", justify="right")
+    table.add_column("rows", justify="right")
+    table.add_column("publisher", no_wrap=True)
+    table.add_column("licence", no_wrap=True)
+    table.add_column("title")
     for d in items:
         table.add_row(
             d.slug,
-            d.title,
             str(d.current_version),
             f"{d.rows:,}",
             d.publisher or "",
             d.licence or "",
+            d.title,
         )
     out.print(table)
 
@@ -390,6 +396,17 @@ def demo() -> None:
     pool = _pool()
     load_demo(pool, log=lambda msg: err.print(msg))
     datasets(as_json=False)
+    where = f"--pool {state.pool_dir}"
+    out.print(
+        "\nTry:\n"
+        f"  datenlabor {where} versions antraege\n"
+        f"  datenlabor {where} diff antraege 1 2\n"
+        f"  datenlabor {where} quality antraege\n"
+        f"  datenlabor {where} sql 'SELECT \"Kreisschlüssel\", sum(\"Anträge\") AS antraege "
+        'FROM antraege GROUP BY 1 ORDER BY 1\'',
+        highlight=False,
+        markup=False,
+    )
 
 
 def main() -> None:

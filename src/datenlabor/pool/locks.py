@@ -32,7 +32,7 @@ def dataset_lock(lock_dir: Path, slug: str, *, timeout_s: float) -> Iterator[Non
                 if time.monotonic() >= deadline:
                     raise Conflict(
                         f"dataset {slug!r} is being changed by another process; "
-                        f"gave up after {timeout_s:.0f} s — try again"
+                        f"gave up after {timeout_s:g} s — try again"
                     ) from None
                 time.sleep(0.05)
         try:

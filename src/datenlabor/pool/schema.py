@@ -299,8 +299,8 @@ def _semantics(con, relation: str, cols: list[tuple[str, str, str]]) -> dict[str
         genesis = _GENESIS_CODE.fullmatch(name)
         companion = None
         if genesis:
-            n = genesis.group(1)
-            companion = lower.get(f"{n}_variable_code") or lower.get(f"{n}_merkmal_code")
+            var = genesis.group(1)
+            companion = lower.get(f"{var}_variable_code") or lower.get(f"{var}_merkmal_code")
         if key_name(name) or companion:
             candidates.append((name, "key"))
             aggs += [
@@ -319,7 +319,8 @@ def _semantics(con, relation: str, cols: list[tuple[str, str, str]]) -> dict[str
             aggs += [f"count({c})", f"count_if(regexp_full_match({c}, {lit(STATUS_RE)}))"]
     if not candidates:
         return {}
-    row = list(con.sql(f"SELECT {', '.join(aggs)} FROM {rel(relation)}").fetchone())
+    # count_if over only NULLs is NULL in DuckDB: read every count as 0 then.
+    row = [v or 0 for v in con.sql(f"SELECT {', '.join(aggs)} FROM {rel(relation)}").fetchone()]
     result = {}
     for name, kind in candidates:
         if kind == "status":
@@ -327,9 +328,9 @@ def _semantics(con, relation: str, cols: list[tuple[str, str, str]]) -> dict[str
             if ok >= SHARE * n:
                 result[name] = "status"
             continue
-        n, ok, digits, twelve, named = (row.pop(0) for _ in range(5))
+        n, ok, digits, twelve, by_name = (row.pop(0) for _ in range(5))
         share = KEY_SHARE if key_name(name, strong=True) else SHARE
-        if named and n and digits and ok >= share * n:
+        if by_name and n and digits and ok >= share * n:
             lowered = name.lower().replace("ü", "ue")
             ars = re.search(r"(?:^|[^a-z])(ars|rs)(?:[^a-z]|$)|regionalschluessel", lowered)
             result[name] = "ars" if ars or twelve * 2 >= digits else "ags"
