@@ -118,6 +118,10 @@ def test_append_without_key_and_type_conformance(pool, tmp_path: Path) -> None:
     v2 = pool.ingest(b, dataset="werte", mode="append")
     assert v2.rows == 2 and v2.detection["rows_appended"] == 1
     assert pool.dataset("werte").read().column("wert").to_pylist() == [1.5, 2.0]
+    with pytest.raises(BadInput, match="already loaded as version 2"):
+        pool.ingest(b, dataset="werte", mode="append")  # would silently double the rows
+    v3 = pool.ingest(b, dataset="werte", mode="append", allow_duplicate=True)
+    assert v3.rows == 3
     c = tmp_path / "c.csv"
     c.write_text("ort;anders\nC;1\n", encoding="utf-8")
     with pytest.raises(BadInput, match="missing columns wert; unexpected columns anders"):

@@ -118,6 +118,9 @@ def ingest(
     temporal_start: Annotated[str | None, typer.Option(help="Coverage start YYYY-MM-DD")] = None,
     temporal_end: Annotated[str | None, typer.Option(help="Coverage end YYYY-MM-DD")] = None,
     contact: Annotated[str | None, typer.Option(help="Contact point (e-mail or URL)")] = None,
+    allow_duplicate: Annotated[
+        bool, typer.Option("--allow-duplicate", help="Append a file already loaded before")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version as JSON")] = False,
 ) -> None:
     """Load FILE as a new version of a dataset."""
@@ -157,6 +160,7 @@ def ingest(
             sheet=sheet,
             schema=schema,
             meta=meta,
+            allow_duplicate=allow_duplicate,
             progress=report,
         )
     if as_json:
@@ -386,6 +390,20 @@ def export(
     """Write a version to a CSV, Parquet or XLSX file."""
     path = _pool().dataset(slug).export(output, version=version, fmt=format)
     err.print(f"[green]✓[/] wrote {path}")
+
+
+@app.command()
+def cleanup(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Remove leftovers of killed or failed operations (never a version's data)."""
+    report = _pool().cleanup()
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    err.print(
+        f"removed {len(report.work_folders)} work folders, {len(report.orphan_files)} "
+        f"unreferenced data files, {len(report.orphan_tables)} unrecorded tables "
+        f"({report.bytes_freed / 1e6:,.1f} MB)"
+    )
 
 
 @app.command()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from datenlabor.config import Settings, load_settings
 from datenlabor.errors import BadInput, NotFound
+from datenlabor.pool import cleanup as leftovers
 from datenlabor.pool import delta
 from datenlabor.pool import schema as table_schema
 from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
@@ -92,6 +93,7 @@ class Pool:
         schema: str | Path | dict[str, Any] | None = None,
         meta: DatasetMeta | None = None,
         user: str | None = None,
+        allow_duplicate: bool = False,
         progress: Progress | None = None,
     ) -> VersionInfo:
         """Load a file as a new version of ``dataset``; nothing is visible if it fails."""
@@ -108,7 +110,8 @@ class Pool:
         report = progress or (lambda _phase, _fraction: None)
         src = Path(path)
         con = self.connect()
-        work = Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        leftovers.remove_dead_work(self.root)
+        work = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=leftovers.work_prefix()))
         staging = self.root / "staging" / work.name  # everything staged by this ingest
         reading: Reading | None = None
         try:
@@ -121,6 +124,7 @@ class Pool:
                 sheet=sheet,
                 work_dir=work,
                 sample_bytes=self.settings.csv_sample_bytes,
+                progress=lambda f: report("read", f),
             )
             staged = self._stage(con, reading, staging, report)
             if user_schema is not None:
@@ -143,6 +147,7 @@ class Pool:
                     meta=meta,
                     user_schema=user_schema,
                     user=user or self.settings.user,
+                    allow_duplicate=allow_duplicate,
                 )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -177,6 +182,7 @@ class Pool:
         meta: DatasetMeta,
         user_schema: dict[str, Any] | None,
         user: str,
+        allow_duplicate: bool,
     ) -> VersionInfo:
         with self.store.session() as s:
             ds = s.scalar(_dataset_query().where(Dataset.slug == slug))
@@ -196,6 +202,8 @@ class Pool:
                 cur_rel = delta.parquet_relation(files)
                 if mode_used in ("append", "upsert"):
                     staged = _conform(con, staged, cur_rel, cur_schema, src_file, staging)
+                if mode_used == "append" and not allow_duplicate:
+                    _check_not_loaded(ds, reading.source.sha256, src_file)
                 if mode_used == "append" and keys:
                     _check_no_collision(
                         con, staged.relation(), cur_rel, keys, src_file, reading.line_offset
@@ -325,6 +333,18 @@ class Pool:
         if recorded is not None and latest is not None and latest > recorded:
             delta.restore(table_dir, recorded)
 
+    def cleanup(self) -> leftovers.CleanupReport:
+        """Remove leftovers of killed or failed operations; never touches a version's files."""
+        report = leftovers.remove_dead_work(self.root)
+
+        def recorded() -> dict[str, str]:
+            with self.store.session() as s:
+                return {d.table_path: d.slug for d in s.scalars(select(Dataset))}
+
+        return leftovers.remove_orphans(
+            self.root, recorded, lock_timeout_s=self.settings.lock_timeout_s, report=report
+        )
+
     def table_dir(self, slug: str) -> Path:
         with self.store.session() as s:
             d = s.scalar(select(Dataset).where(Dataset.slug == slug))
@@ -420,6 +440,17 @@ def _check_keys(
             line=int(dup[-1]) + offset,
             column=",".join(keys),
         )
+
+
+def _check_not_loaded(ds: Dataset, sha256: str, file: str) -> None:
+    """Appending a file that is already in the dataset would silently duplicate its rows."""
+    for v in ds.versions:
+        if v.source_sha256 == sha256:
+            raise BadInput(
+                f"this file (same SHA-256) was already loaded as version {v.number}; appending "
+                "it again would duplicate its rows (pass --allow-duplicate if intended)",
+                file=file,
+            )
 
 
 def _check_no_collision(

@@ -6,6 +6,7 @@ first bytes (Parquet magic, ZIP container, JSON bracket, GENESIS header) and its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def open_reading(
     sheet: str | None = None,
     work_dir: Path,
     sample_bytes: int,
+    progress: Callable[[float], None] | None = None,
 ) -> Reading:
     """Scan ``path`` (size, SHA-256, encoding) and open it with the right reader."""
     if fmt not in FORMATS:
@@ -66,7 +68,7 @@ def open_reading(
     chosen = detect_format(path) if fmt == "auto" else fmt
     text = chosen in ("csv", "genesis")
     opts = csv or CsvOptions()
-    src = scan(path, text=text, encoding=opts.encoding if text else None)
+    src = scan(path, text=text, encoding=opts.encoding if text else None, progress=progress)
     if chosen == "parquet":
         return open_parquet(con, src)
     if chosen == "json":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,13 @@ class SourceFile:
         return self.path.name
 
 
-def scan(path: Path, *, text: bool, encoding: str | None = None) -> SourceFile:
+def scan(
+    path: Path,
+    *,
+    text: bool,
+    encoding: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SourceFile:
     """Hash ``path`` and, for text formats, detect its encoding unless one is given."""
     if not path.is_file():
         raise BadInput("file not found", file=str(path))
@@ -49,6 +56,7 @@ def scan(path: Path, *, text: bool, encoding: str | None = None) -> SourceFile:
     utf8_ok = text and encoding is None
     c1 = undefined = False
     first = b""
+    total = max(path.stat().st_size, 1)
     try:
         with path.open("rb") as fh:
             while chunk := fh.read(CHUNK):
@@ -56,6 +64,8 @@ def scan(path: Path, *, text: bool, encoding: str | None = None) -> SourceFile:
                     first = chunk[:4]
                 size += len(chunk)
                 digest.update(chunk)
+                if progress is not None:
+                    progress(size / total)
                 if not text:
                     continue
                 if utf8_ok:
