@@ -195,10 +195,17 @@ def test_integer_keys_and_approximate_distinct(con):
 
 
 def test_empty_relation(con):
-    con.sql("CREATE TABLE t (ags VARCHAR, d DATE)")
-    report = quality_report(con, "t", schema=infer_table_schema(con, "t"), today=TODAY)
+    con.sql("CREATE TABLE t (id INTEGER, ags VARCHAR, d DATE, de VARCHAR)")
+    schema = infer_table_schema(con, "t", primary_key=["id"])
+    schema["fields"][1][SEMANTIC] = "ags"
+    schema["fields"][3] |= {"type": "date", "format": "%d.%m.%Y"}
+    report = quality_report(con, "t", schema=schema, today=TODAY)
     assert report["row_count"] == 0 and report["issues"] == []
     assert column(report, "ags")["completeness"] is None
+    assert column(report, "ags")["ags"]["distinct_keys"] == 0
+    assert column(report, "d")["dates"]["before_1900"] == 0
+    assert column(report, "de")["conformance"]["conforming"] == 0
+    assert report["primary_key"]["null_rows"] == 0
     assert report["summary"]["score"] == 100.0
     assert "0 rows" in render_text(report)
 

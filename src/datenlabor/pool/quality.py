@@ -203,14 +203,14 @@ class _Report:
             if spec["text"]:
                 agg.add((name, "length"), f"[min(length({c})), max(length({c}))]")
                 if "bad" in spec:
-                    agg.add((name, "bad"), f"count_if({spec['bad']})")
+                    agg.add((name, "bad"), _count_if(spec["bad"]))
                 elif not spec["semantic"]:
                     shapes.append(f"{_shape_sql(spec)} AS __dl_h{len(shapes)}")
                     agg.add((name, "shapes"), f"histogram(__dl_h{len(shapes) - 1})")
         if self.pk:
             agg.add(
                 ("", "pk_null"),
-                "count_if(" + " OR ".join(f"{ts.ident(k)} IS NULL" for k in self.pk) + ")",
+                _count_if(" OR ".join(f"{ts.ident(k)} IS NULL" for k in self.pk)),
             )
         source = f"(SELECT *, {', '.join(shapes)} FROM {self.source})" if shapes else self.source
         return agg.run(self.con, source)
@@ -279,7 +279,7 @@ class _Report:
             spec["date_sql"] = date_sql
             shown = c if spec["text"] else date_sql
             for key, cond in (("old", "< DATE '1900-01-01'"), ("new", f"> DATE '{self.limit}'")):
-                detail.add((name, key), f"count_if({date_sql} {cond})")
+                detail.add((name, key), _count_if(f"{date_sql} {cond}"))
                 detail.add(
                     (name, key + "_ex"), _examples(shown, f"{date_sql} {cond}", 3, key == "new")
                 )
@@ -387,6 +387,10 @@ class _Report:
             "duplicate_rows": dup_rows,
             "examples": examples,
         }
+
+
+def _count_if(condition: str) -> str:
+    return f"coalesce(count_if({condition}), 0)"  # count_if over no rows is NULL
 
 
 def _examples(sql: str, condition: str, k: int, largest: bool = False) -> str:
