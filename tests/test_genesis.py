@@ -10,21 +10,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from conftest import SHARED, shared_file
 from datenlabor.errors import BadInput
 from datenlabor.pool.ingest.genesis import GenesisTable, read_ffcsv, read_genesis, sniff_genesis
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "genesis"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 GENESIS_DIR = SHARED / "genesis"
 FOOTER_WORDS = ("Stand", "©", "__________", "Quelle", "GENESIS-Tabelle", "Statistisches Bundesamt")
 
 
 def shared(name: str) -> Path:
-    """A real file from the shared data folder, or skip when the folder is not there."""
-    path = GENESIS_DIR / name
-    if not path.exists():
-        pytest.skip(f"real GENESIS data not available ({path} missing; needs ../shared/data)")
-    return path
+    """A real file from the shared data folder (skip locally, fail in CI when missing)."""
+    return shared_file(f"genesis/{name}")
 
 
 def rows_where(result: GenesisTable, **dims: str) -> list[dict]:
@@ -631,8 +628,7 @@ def test_real_files_sniff_and_parse(name, kind):
 
 
 def test_all_real_files_are_covered():
-    if not GENESIS_DIR.exists():
-        pytest.skip(f"real GENESIS data not available ({GENESIS_DIR} missing)")
+    shared_file("genesis")
     found = {p.relative_to(GENESIS_DIR).as_posix() for p in GENESIS_DIR.rglob("*.csv")}
     covered = {
         "12411-0006.csv",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -14,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_file
 from datenlabor.pool import ags
 from datenlabor.pool.quality import quality_report, render_text
 from datenlabor.pool.schema import SEMANTIC, infer_table_schema
 
 TODAY = dt.date(2025, 6, 30)
-SHARED = Path(os.environ.get("DATENLABOR_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
-FLAT = SHARED / "genesis/ffcsv/12411-01-01-4_de_flat.csv"
+FLAT_NAME = "genesis/ffcsv/12411-01-01-4_de_flat.csv"
 
 DEFECTS = [
     # id, ags, datum, betrag, art
@@ -265,8 +263,8 @@ def test_completeness_matches_pandas(rows):
         assert col["completeness"] == pytest.approx(expected, abs=1e-6), name
 
 
-@pytest.mark.skipif(not FLAT.exists(), reason=f"real GENESIS data not present: {FLAT}")
 def test_real_genesis_flat_export_with_kreis_keys(con):
+    FLAT = shared_file(FLAT_NAME)
     con.sql(
         f"CREATE VIEW flat AS SELECT * FROM read_csv('{FLAT}', all_varchar = true, delim = ';', "
         "header = true, encoding = 'utf-8')"
