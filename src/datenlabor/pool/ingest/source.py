@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,12 @@ from pathlib import Path
 from datenlabor.errors import BadInput
 
 CHUNK = 8 * 1024 * 1024
-_C1 = re.compile(rb"[\x80-\x9f]")
+_C1 = bytes(range(0x80, 0xA0))
+# Deleting every other byte value leaves just the C1 bytes: bytes.translate does that at
+# ~1 GB/s, where a regex search for a byte class that never matches runs at ~150 MB/s.
+_NOT_C1 = bytes(b for b in range(256) if b not in _C1)
 # Bytes cp1252 leaves undefined: their presence rules cp1252 out.
-_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
 
 
 @dataclass
@@ -54,7 +56,7 @@ def scan(
     size = 0
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8_ok = text and encoding is None
-    c1 = undefined = False
+    c1: set[int] = set()  # which of the bytes 0x80-0x9F occur (only needed if not UTF-8)
     first = b""
     total = max(path.stat().st_size, 1)
     try:
@@ -62,23 +64,21 @@ def scan(
             while chunk := fh.read(CHUNK):
                 if not first:
                     first = chunk[:4]
-                size += len(chunk)
                 digest.update(chunk)
-                if progress is not None:
-                    progress(size / total)
-                if not text:
-                    continue
-                if utf8_ok:
+                if text and utf8_ok:
                     try:
                         decoder.decode(chunk)
                     except UnicodeDecodeError:
                         utf8_ok = False
-                if not c1 and _C1.search(chunk):
-                    c1 = True
-                if c1 and not undefined and _CP1252_UNDEFINED.search(chunk):
-                    undefined = True
+                        c1 |= _c1_before(path, size)  # bytes already passed as UTF-8
+                if text and not utf8_ok:
+                    c1 |= set(chunk.translate(None, _NOT_C1))
+                size += len(chunk)
+                if progress is not None:
+                    progress(size / total)
     except OSError as exc:
         raise BadInput(f"cannot read file: {exc.strerror}", file=str(path)) from exc
+    undefined = bool(c1 & _CP1252_UNDEFINED)
     src = SourceFile(path=path, size=size, sha256=digest.hexdigest())
     if not text:
         return src
@@ -101,8 +101,19 @@ def scan(
         src.notes.append("bytes undefined in cp1252 found: read as ISO-8859-1")
     else:
         src.encoding = "cp1252"
-    src.c1_bytes = c1 and src.encoding in {"cp1252", "latin-1"}
+    src.c1_bytes = bool(c1) and src.encoding in {"cp1252", "latin-1"}
     return src
+
+
+def _c1_before(path: Path, end: int) -> set[int]:
+    """The C1 bytes in the first ``end`` bytes of ``path`` (rarely needed: a file that
+    turned out not to be UTF-8 after it had looked like it for a while)."""
+    found: set[int] = set()
+    with path.open("rb") as fh:
+        while end > 0 and (chunk := fh.read(min(CHUNK, end))):
+            end -= len(chunk)
+            found |= set(chunk.translate(None, _NOT_C1))
+    return found
 
 
 def _normalise(encoding: str, path: Path) -> str:
