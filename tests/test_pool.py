@@ -268,3 +268,31 @@ def test_export_formats_round_trip(pool, tmp_path: Path) -> None:
     # CSV export is UTF-8 with ISO dates and keys keep their zeros
     text = (tmp_path / "out.csv").read_text(encoding="utf-8")
     assert text.splitlines()[1].startswith('01001,"Flensburg, Stadt",2024-01-01,')
+
+
+def test_user_schema_sets_types_and_rejects_violations(pool, tmp_path: Path) -> None:
+    schema = {
+        "fields": [
+            {"name": "plz", "type": "string", "constraints": {"pattern": "[0-9]{5}"}},
+            {"name": "stichtag", "type": "date", "format": "%d.%m.%Y"},
+            {"name": "betrag", "type": "number", "decimalChar": ",", "groupChar": ".",
+             "constraints": {"minimum": 0}},
+        ],
+        "primaryKey": ["plz"],
+    }
+    good = tmp_path / "good.csv"
+    # All-digit codes would be integers without the schema; the schema says text.
+    good.write_text("plz;stichtag;betrag\n10115;31.12.2023;1.234,5\n20095;01.01.2024;7\n", encoding="utf-8")
+    v = pool.ingest(good, dataset="zahlungen", schema=schema)
+    assert v.detection["columns"] == {"plz": "VARCHAR", "stichtag": "DATE", "betrag": "DOUBLE"}
+    assert pool.dataset("zahlungen").read().to_pylist() == [
+        {"plz": "10115", "stichtag": date(2023, 12, 31), "betrag": 1234.5},
+        {"plz": "20095", "stichtag": date(2024, 1, 1), "betrag": 7.0},
+    ]
+    assert pool.dataset("zahlungen").info().primary_key == ["plz"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("plz;stichtag;betrag\n10115;31.12.2023;1,0\n2009;01.01.2024;-3\n", encoding="utf-8")
+    with pytest.raises(BadInput) as info:
+        pool.ingest(bad, dataset="zahlungen", schema=schema)
+    assert info.value.line == 3 and "bad.csv" in str(info.value)
+    assert [x.version for x in pool.dataset("zahlungen").versions()] == [1]

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ class Pool:
         user_schema = table_schema.load_schema(schema) if schema is not None else None
         if user_schema and not keys:
             keys = _as_list(user_schema.get("primaryKey"))
+        if user_schema:
+            csv = _csv_types_from_schema(csv or CsvOptions(), user_schema)
         report = progress or (lambda _phase, _fraction: None)
         src = Path(path)
         con = self.connect()
@@ -362,6 +365,39 @@ class Pool:
             _apply_meta(s, d, meta)
             s.commit()
             return DatasetInfo.of(d)
+
+
+# Table Schema field types and the DuckDB types a CSV column is parsed as.
+_SCHEMA_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "year": "INTEGER",
+}
+
+
+def _csv_types_from_schema(opts: CsvOptions, schema: dict[str, Any]) -> CsvOptions:
+    """Parse CSV columns as the user's schema declares them (explicit options still win)."""
+    types = dict(opts.types)
+    for f in schema.get("fields", []):
+        duck = _SCHEMA_TYPES.get(f.get("type", "string"))
+        if duck and f.get("name") and f["name"] not in types:
+            types[f["name"]] = duck
+    decimal = opts.decimal or next(
+        (f["decimalChar"] for f in schema.get("fields", []) if f.get("decimalChar")), None
+    )
+    date_format = opts.date_format or next(
+        (
+            f["format"]
+            for f in schema.get("fields", [])
+            if f.get("type") == "date" and str(f.get("format", "")).startswith("%")
+        ),
+        None,
+    )
+    return replace(opts, types=types, decimal=decimal, date_format=date_format)
 
 
 def _apply_meta(s: Session, ds: Dataset, meta: DatasetMeta) -> None:
