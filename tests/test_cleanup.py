@@ -17,10 +17,15 @@ def test_cleanup_removes_leftovers_and_keeps_all_versions(sqlite_pool, tmp_path:
         f.write_text("a;b\n" + "".join(f"{j};{i}\n" for j in range(100)), encoding="utf-8")
         pool.ingest(f, dataset="werte")  # replace: files of v1, v2 leave the current snapshot
     table = pool.table_dir("werte")
-    before = {v.version: pool.dataset("werte").read(version=v.version) for v in pool.dataset("werte").versions()}
+    before = {
+        v.version: pool.dataset("werte").read(version=v.version)
+        for v in pool.dataset("werte").versions()
+    }
 
     # what killed processes leave behind
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
     host_part = work_prefix().split("~")[1]
     dead_work = pool.root / "tmp" / f"{dead_pid}~{host_part}~abc"
@@ -52,4 +57,8 @@ def test_cleanup_removes_leftovers_and_keeps_all_versions(sqlite_pool, tmp_path:
     for number, table_data in before.items():
         assert pool.dataset("werte").read(version=number).equals(table_data)
     assert pool.cleanup().to_dict() == {
-        "work_folders": [], "orphan_files": [], "orphan_tables": [], "bytes_freed": 0}
+        "work_folders": [],
+        "orphan_files": [],
+        "orphan_tables": [],
+        "bytes_freed": 0,
+    }

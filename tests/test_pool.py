@@ -275,14 +275,21 @@ def test_user_schema_sets_types_and_rejects_violations(pool, tmp_path: Path) -> 
         "fields": [
             {"name": "plz", "type": "string", "constraints": {"pattern": "[0-9]{5}"}},
             {"name": "stichtag", "type": "date", "format": "%d.%m.%Y"},
-            {"name": "betrag", "type": "number", "decimalChar": ",", "groupChar": ".",
-             "constraints": {"minimum": 0}},
+            {
+                "name": "betrag",
+                "type": "number",
+                "decimalChar": ",",
+                "groupChar": ".",
+                "constraints": {"minimum": 0},
+            },
         ],
         "primaryKey": ["plz"],
     }
     good = tmp_path / "good.csv"
     # All-digit codes would be integers without the schema; the schema says text.
-    good.write_text("plz;stichtag;betrag\n10115;31.12.2023;1.234,5\n20095;01.01.2024;7\n", encoding="utf-8")
+    good.write_text(
+        "plz;stichtag;betrag\n10115;31.12.2023;1.234,5\n20095;01.01.2024;7\n", encoding="utf-8"
+    )
     v = pool.ingest(good, dataset="zahlungen", schema=schema)
     assert v.detection["columns"] == {"plz": "VARCHAR", "stichtag": "DATE", "betrag": "DOUBLE"}
     assert pool.dataset("zahlungen").read().to_pylist() == [
@@ -291,7 +298,9 @@ def test_user_schema_sets_types_and_rejects_violations(pool, tmp_path: Path) -> 
     ]
     assert pool.dataset("zahlungen").info().primary_key == ["plz"]
     bad = tmp_path / "bad.csv"
-    bad.write_text("plz;stichtag;betrag\n10115;31.12.2023;1,0\n2009;01.01.2024;-3\n", encoding="utf-8")
+    bad.write_text(
+        "plz;stichtag;betrag\n10115;31.12.2023;1,0\n2009;01.01.2024;-3\n", encoding="utf-8"
+    )
     with pytest.raises(BadInput) as info:
         pool.ingest(bad, dataset="zahlungen", schema=schema)
     assert info.value.line == 3 and "bad.csv" in str(info.value)

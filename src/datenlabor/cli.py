@@ -420,8 +420,8 @@ def demo() -> None:
         f"  datenlabor {where} versions antraege\n"
         f"  datenlabor {where} diff antraege 1 2\n"
         f"  datenlabor {where} quality antraege\n"
-        f"  datenlabor {where} sql 'SELECT \"Kreisschlüssel\", sum(\"Anträge\") AS antraege "
-        'FROM antraege GROUP BY 1 ORDER BY 1\'',
+        f'  datenlabor {where} sql \'SELECT "Kreisschlüssel", sum("Anträge") AS antraege '
+        "FROM antraege GROUP BY 1 ORDER BY 1'",
         highlight=False,
         markup=False,
     )
