@@ -25,17 +25,17 @@ from sqlalchemy.orm import Session, selectinload
 
 from datenlabor.config import Settings, load_settings
 from datenlabor.errors import BadInput, NotFound
+from datenlabor.pool import checks, delta
 from datenlabor.pool import cleanup as leftovers
-from datenlabor.pool import delta
 from datenlabor.pool import schema as table_schema
 from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
 from datenlabor.pool.dataset import DatasetHandle
 from datenlabor.pool.info import DatasetInfo, VersionInfo
 from datenlabor.pool.ingest import CsvOptions, Reading, open_reading
-from datenlabor.pool.ingest.reading import duckdb_error, first_line
+from datenlabor.pool.ingest.reading import duckdb_error
 from datenlabor.pool.locks import dataset_lock
 from datenlabor.pool.quality import quality_report
-from datenlabor.query.connection import connect, quote_ident
+from datenlabor.query.connection import connect
 from datenlabor.store import Dataset, Organisation, Store, Version
 
 MODES = ("replace", "append", "upsert")
@@ -195,7 +195,7 @@ class Pool:
                 self._recover(ds, table_dir)
             keys = keys or (list(ds.primary_key) if ds is not None else [])
             src_file = str(reading.source.path)
-            _check_keys(con, staged.relation(), keys, mode, src_file, reading.line_offset)
+            checks.check_keys(con, staged.relation(), keys, mode, src_file, reading.line_offset)
             # The first load of a dataset is its whole content, whatever the mode.
             mode_used = mode if exists else "replace"
             if exists:
@@ -204,19 +204,19 @@ class Pool:
                 files, cur_schema = delta.snapshot_files(table_dir, current.delta_version)
                 cur_rel = delta.parquet_relation(files)
                 if mode_used in ("append", "upsert"):
-                    staged = _conform(con, staged, cur_rel, cur_schema, src_file, staging)
+                    staged = checks.conform(con, staged, cur_rel, cur_schema, src_file, staging)
                 if mode_used == "append" and not allow_duplicate:
-                    _check_not_loaded(ds, reading.source.sha256, src_file)
+                    checks.check_not_loaded(ds, reading.source.sha256, src_file)
                 if mode_used == "append" and keys:
-                    _check_no_collision(
+                    checks.check_no_collision(
                         con, staged.relation(), cur_rel, keys, src_file, reading.line_offset
                     )
                 if mode_used == "upsert":
                     # Kept rows first (in their order), then the new and updated rows.
-                    names = _cols([f.name for f in cur_schema])
+                    names = checks.column_list([f.name for f in cur_schema])
                     merged = (
                         f"WITH cur AS (SELECT * FROM {cur_rel}), new AS (SELECT * FROM {staged.relation()}) "
-                        f"(SELECT {names} FROM cur ANTI JOIN new USING ({_cols(keys)})) "
+                        f"(SELECT {names} FROM cur ANTI JOIN new USING ({checks.column_list(keys)})) "
                         f"UNION ALL (SELECT {names} FROM new)"
                     )
                     staged = delta.stage(con, merged, staging)
@@ -427,10 +427,6 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _cols(names: list[str]) -> str:
-    return ", ".join(quote_ident(n) for n in names)
-
-
 def _merge_user_schema(inferred: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
     """A user's schema is authoritative; inferred facts fill what it leaves open."""
     if user is None:
@@ -440,113 +436,6 @@ def _merge_user_schema(inferred: dict[str, Any], user: dict[str, Any] | None) ->
     by_name = {f["name"]: f for f in inferred.get("fields", [])}
     merged["fields"] = [{**by_name.get(f["name"], {}), **f} for f in user.get("fields", [])]
     return merged
-
-
-def _check_keys(
-    con: duckdb.DuckDBPyConnection, rel: str, keys: list[str], mode: str, file: str, offset: int
-) -> None:
-    if mode == "upsert" and not keys:
-        raise BadInput("upsert needs a key: pass --key COLUMN[,COLUMN]", column="key")
-    if not keys:
-        return
-    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
-    for k in keys:
-        if k not in names:
-            raise BadInput(
-                f"key column {k!r} not in the data; columns: {', '.join(names)}",
-                file=file,
-                column=k,
-            )
-    numbered = f"(SELECT row_number() OVER () AS __row, * FROM {rel})"
-    null_cond = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
-    hit = con.execute(f"SELECT min(__row) FROM {numbered} WHERE {null_cond}").fetchone()
-    if hit and hit[0] is not None:
-        raise BadInput(
-            "empty key value", file=file, line=int(hit[0]) + offset, column=",".join(keys)
-        )
-    dup = con.execute(
-        f"SELECT {_cols(keys)}, count(*) AS n, list(__row ORDER BY __row)[2] AS second "
-        f"FROM {numbered} GROUP BY ALL HAVING count(*) > 1 ORDER BY second LIMIT 1"
-    ).fetchone()
-    if dup:
-        value = ", ".join(str(v) for v in dup[: len(keys)])
-        raise BadInput(
-            f"duplicate key ({value}) occurs {dup[-2]} times",
-            file=file,
-            line=int(dup[-1]) + offset,
-            column=",".join(keys),
-        )
-
-
-def _check_not_loaded(ds: Dataset, sha256: str, file: str) -> None:
-    """Appending a file that is already in the dataset would silently duplicate its rows."""
-    for v in ds.versions:
-        if v.source_sha256 == sha256:
-            raise BadInput(
-                f"this file (same SHA-256) was already loaded as version {v.number}; appending "
-                "it again would duplicate its rows (pass --allow-duplicate if intended)",
-                file=file,
-            )
-
-
-def _check_no_collision(
-    con: duckdb.DuckDBPyConnection, rel: str, cur: str, keys: list[str], file: str, offset: int
-) -> None:
-    numbered = f"(SELECT row_number() OVER () AS __row, * FROM {rel})"
-    hit = con.execute(
-        f"SELECT __row, {_cols(keys)} FROM {numbered} SEMI JOIN {cur} USING ({_cols(keys)}) "
-        "ORDER BY __row LIMIT 1"
-    ).fetchone()
-    if hit:
-        value = ", ".join(str(v) for v in hit[1:])
-        raise BadInput(
-            f"key ({value}) already exists; use --mode upsert to update rows",
-            file=file,
-            line=int(hit[0]) + offset,
-            column=",".join(keys),
-        )
-
-
-def _conform(
-    con: duckdb.DuckDBPyConnection,
-    staged: delta.StagedFiles,
-    cur_rel: str,
-    cur_schema: pa.Schema,
-    file: str,
-    staging: Path,
-) -> delta.StagedFiles:
-    """Make new rows fit the current version's columns (append/upsert), or say why not."""
-    new = {f.name: f.type for f in staged.schema}
-    cur = {f.name: f.type for f in cur_schema}
-    missing, extra = sorted(set(cur) - set(new)), sorted(set(new) - set(cur))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing columns {', '.join(missing)}")
-        if extra:
-            parts.append(f"unexpected columns {', '.join(extra)}")
-        raise BadInput(
-            "columns differ from the current version: "
-            + "; ".join(parts)
-            + " (use --mode replace to change the schema)",
-            file=file,
-        )
-    if all(new[n] == cur[n] for n in cur) and list(new) == list(cur):
-        return staged
-    cur_types = dict(
-        con.execute(f"DESCRIBE SELECT * FROM {cur_rel}").fetchall()[i][:2] for i in range(len(cur))
-    )
-    select_sql = ", ".join(
-        f"CAST({quote_ident(n)} AS {cur_types[n]}) AS {quote_ident(n)}" for n in cur
-    )
-    try:
-        conformed = delta.stage(con, f"SELECT {select_sql} FROM {staged.relation()}", staging)
-    except duckdb.ConversionException as exc:
-        raise BadInput(
-            f"values do not fit the current column types: {first_line(exc)}", file=file
-        ) from exc
-    staged.discard()
-    return conformed
 
 
 @contextmanager
