@@ -31,7 +31,7 @@ def shared_file(rel: str) -> Path:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL on a fresh schema; skipped locally, failed in CI, when unreachable."""
-    engine = create_engine(PG_URL)
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 5})
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
         with engine.begin() as conn:

@@ -28,13 +28,11 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 import datenlabor
 from datenlabor.pool import delta
@@ -46,9 +44,6 @@ SLUG = "antraege"
 KEY = "Antrag-Nr"
 ROWS = 5_000  # per file
 CHANNELS = ("Online-Portal", "Post", "Persönlich vor Ort", "E-Mail")
-PG_URL = os.environ.get(
-    "DATENLABOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CONFLICT = "is being changed by another process"
 
 
@@ -251,41 +246,6 @@ def prepare_pool(pool_dir: Path, base: Load, database_url: str | None) -> None:
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL on a fresh schema, dropped afterwards.
-
-    Unreachable server: skipped locally, failed in CI (a skipped PostgreSQL test in CI is a
-    failure).
-    """
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 5})
-    schema = f"dl_conc_{uuid.uuid4().hex[:12]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # any connection failure
-        engine.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable in CI at {PG_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest) -> str | None:
-    """The metadata store URL: None is the SQLite file inside the pool."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 # -- tests ------------------------------------------------------------------------------------
 
 
@@ -301,20 +261,20 @@ def test_two_concurrent_ingests_both_land(tmp_path: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "store"),
+    ("mode", "store_url"),
     [("append", "sqlite"), ("replace", "sqlite"), ("append", "postgresql")],
-    indirect=["store"],
+    indirect=["store_url"],
 )
-def test_four_concurrent_ingests(tmp_path: Path, mode: str, store: str | None) -> None:
+def test_four_concurrent_ingests(tmp_path: Path, mode: str, store_url: str | None) -> None:
     """Four at once; a 1 s lock wait lets some give up on a slow machine, which is allowed."""
     base, loads = loads_for(tmp_path, 4)
     pool_dir = tmp_path / "pool"
-    prepare_pool(pool_dir, base, store)
-    results = run_together(pool_dir, loads, mode, child_env(store, lock_timeout_s=1))
-    won = check_outcome(pool_dir, base, results, mode, store)
+    prepare_pool(pool_dir, base, store_url)
+    results = run_together(pool_dir, loads, mode, child_env(store_url, lock_timeout_s=1))
+    won = check_outcome(pool_dir, base, results, mode, store_url)
     # A process that gave up can simply retry: its load becomes the next version.
     lost = [r for r in results if r.code == 4]
-    with opened(pool_dir, store) as pool:
+    with opened(pool_dir, store_url) as pool:
         for r in lost:
             pool.ingest(r.load.file, dataset=SLUG, mode=mode)
         versions = pool.dataset(SLUG).versions()
@@ -323,14 +283,14 @@ def test_four_concurrent_ingests(tmp_path: Path, mode: str, store: str | None) -
         assert versions[-1].rows == 5 * ROWS
 
 
-def test_concurrent_first_ingests_create_one_dataset(tmp_path: Path, store: str | None) -> None:
+def test_concurrent_first_ingests_create_one_dataset(tmp_path: Path, store_url: str | None) -> None:
     """Two processes create the same dataset in a fresh pool (and a fresh metadata store)."""
     _, loads = loads_for(tmp_path, 2)
     pool_dir = tmp_path / "pool"
-    results = run_together(pool_dir, loads, "replace", child_env(store))
+    results = run_together(pool_dir, loads, "replace", child_env(store_url))
     for r in results:
         assert r.code == 0, r.err
-    with opened(pool_dir, store) as pool:
+    with opened(pool_dir, store_url) as pool:
         assert [d.slug for d in pool.datasets()] == [SLUG]
         versions = pool.dataset(SLUG).versions()
         assert [v.version for v in versions] == [1, 2]
