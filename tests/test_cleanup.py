@@ -60,5 +60,6 @@ def test_cleanup_removes_leftovers_and_keeps_all_versions(sqlite_pool, tmp_path:
         "work_folders": [],
         "orphan_files": [],
         "orphan_tables": [],
+        "purged_datasets": [],
         "bytes_freed": 0,
     }

@@ -118,7 +118,7 @@ def test_bad_input_exits_2_with_location(tmp_path: Path) -> None:
     assert "bad.csv" in proc.stderr and "line 3" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = run(pool, "sql", "DELETE FROM bad", check=False)
-    assert proc.returncode == 2 and "only SELECT" in proc.stderr
+    assert proc.returncode == 2 and "only read-only queries" in proc.stderr
     proc = run(pool, "versions", "nothing", "--json", check=False)
     assert proc.returncode == 3 and "no dataset 'nothing'" in proc.stderr
 

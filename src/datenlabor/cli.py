@@ -107,7 +107,12 @@ def ingest(
     ] = None,
     title: Annotated[str | None, typer.Option(help="Dataset title")] = None,
     description: Annotated[str | None, typer.Option(help="Dataset description")] = None,
-    publisher: Annotated[str | None, typer.Option(help="Publisher organisation (slug)")] = None,
+    publisher: Annotated[
+        str | None, typer.Option("--org", "--publisher", help="Publisher organisation (slug)")
+    ] = None,
+    visibility: Annotated[
+        str | None, typer.Option(help="public, internal (default) or restricted")
+    ] = None,
     publisher_name: Annotated[str | None, typer.Option(help="Publisher display name")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence id, e.g. dl-de/by-2-0")] = None,
     keyword: Annotated[list[str] | None, typer.Option(help="Keyword (repeatable)")] = None,
@@ -147,6 +152,7 @@ def ingest(
         temporal_start=_date(temporal_start, "temporal_start"),
         temporal_end=_date(temporal_end, "temporal_end"),
         contact_point=contact,
+        visibility=visibility,
     )
     pool = _pool()
     with _progress() as report:
@@ -425,6 +431,15 @@ def demo() -> None:
         highlight=False,
         markup=False,
     )
+
+
+def _register_admin_commands() -> None:
+    from datenlabor import cli_admin
+
+    cli_admin.register(app, _pool, state)
+
+
+_register_admin_commands()
 
 
 def main() -> None:

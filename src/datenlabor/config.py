@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     lock_timeout_s: float = Field(default=600.0, description="Wait for a dataset lock")
     csv_sample_bytes: int = Field(default=4 * 1024 * 1024, description="Bytes sniffed")
     duckdb_memory: str = Field(default="600MB", description="DuckDB memory limit per job")
+    # -- service --------------------------------------------------------------------------
+    sql_timeout_s: float = Field(default=30.0, description="Time limit of one API SQL query")
+    sql_max_rows: int = Field(default=10_000, description="Rows one API SQL query returns")
+    max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted upload")
+    retention_days: int = Field(default=30, description="Days a deleted dataset is kept")
+    secure_cookies: bool = Field(default=False, description="Send cookies only over HTTPS")
+    oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL")
+    oidc_client_id: str | None = Field(default=None, description="OIDC client id")
+    oidc_client_secret: str | None = Field(default=None, description="OIDC client secret")
+    oidc_default_org: str | None = Field(
+        default=None, description="Organisation of first-time OIDC users (else: refused)"
+    )
+    oidc_default_role: str = Field(default="viewer", description="Role of first-time OIDC users")
 
     @field_validator("pool", mode="before")
     @classmethod

@@ -50,3 +50,15 @@ class Conflict(DatenlaborError):
     """A concurrent change won; the caller may retry with fresh state."""
 
     exit_code = 4
+
+
+class Forbidden(DatenlaborError):
+    """The caller is known but may not do this (HTTP 403)."""
+
+    exit_code = 5
+
+
+class Unauthenticated(DatenlaborError):
+    """The caller must sign in or present a valid token (HTTP 401)."""
+
+    exit_code = 6

@@ -9,6 +9,7 @@ from typing import Any
 
 from datenlabor.errors import BadInput
 
+VISIBILITIES = ("public", "internal", "restricted")
 SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 
 # Licences of the German open-data ecosystem (ids as GovData/DCAT-AP.de use them).
@@ -56,12 +57,23 @@ class DatasetMeta:
     temporal_start: date | None = None
     temporal_end: date | None = None
     contact_point: str | None = None  # e-mail address or URL
+    visibility: str | None = None  # public | internal | restricted (see datenlabor.access)
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+# Unqualified names with these prefixes resolve to DuckDB's built-in catalogue views.
+RESERVED_PREFIXES = ("duckdb_", "pg_", "pragma_", "sqlite_")
+
+
 def check_slug(slug: str) -> str:
+    if (slug or "").startswith(RESERVED_PREFIXES):
+        raise BadInput(
+            f"invalid dataset name {slug!r}: names starting with "
+            f"{', '.join(RESERVED_PREFIXES)} are reserved for the SQL engine",
+            column="dataset",
+        )
     if not SLUG.match(slug or ""):
         raise BadInput(
             f"invalid dataset name {slug!r}: use 1-100 lower-case letters, digits, '-' or '_', "
@@ -93,6 +105,11 @@ def check_meta(meta: DatasetMeta) -> DatasetMeta:
             )
     if meta.temporal_start and meta.temporal_end and meta.temporal_start > meta.temporal_end:
         raise BadInput("temporal coverage ends before it starts", column="temporal_end")
+    if meta.visibility is not None and meta.visibility not in VISIBILITIES:
+        raise BadInput(
+            f"unknown visibility {meta.visibility!r}; choose one of {', '.join(VISIBILITIES)}",
+            column="visibility",
+        )
     if meta.title is not None and not meta.title.strip():
         raise BadInput("title must not be empty", column="title")
     return meta

@@ -24,6 +24,7 @@ class CleanupReport:
     work_folders: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     orphan_tables: list[str] = field(default_factory=list)
+    purged_datasets: list[str] = field(default_factory=list)
     bytes_freed: int = 0
 
     def to_dict(self) -> dict[str, object]:
@@ -31,6 +32,7 @@ class CleanupReport:
             "work_folders": self.work_folders,
             "orphan_files": self.orphan_files,
             "orphan_tables": self.orphan_tables,
+            "purged_datasets": self.purged_datasets,
             "bytes_freed": self.bytes_freed,
         }
 

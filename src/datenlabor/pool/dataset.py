@@ -35,7 +35,7 @@ class DatasetHandle:
             d = s.scalar(
                 select(Dataset)
                 .options(selectinload(Dataset.versions), selectinload(Dataset.publisher))
-                .where(Dataset.slug == self.slug)
+                .where(Dataset.slug == self.slug, Dataset.deleted_at.is_(None))
             )
             if d is None or not d.versions:
                 raise NotFound(f"no dataset {self.slug!r}")

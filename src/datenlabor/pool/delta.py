@@ -8,6 +8,7 @@ ingest never shows half a version.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -185,8 +186,16 @@ def latest_version(table_dir: Path) -> int | None:
 
 def snapshot_files(table_dir: Path, delta_version: int) -> tuple[list[str], pa.Schema]:
     """The exact Parquet files (absolute paths, in load order) and schema of one version."""
-    table = DeltaTable(str(table_dir), version=delta_version)
+    files, schema = _snapshot(str(table_dir), delta_version)
+    return list(files), schema
+
+
+@functools.lru_cache(maxsize=1024)
+def _snapshot(table_dir: str, delta_version: int) -> tuple[tuple[str, ...], pa.Schema]:
+    # A committed Delta version never changes, so its file list is cached for good:
+    # replaying the log on every read would dominate short API requests.
+    table = DeltaTable(table_dir, version=delta_version)
     files = sorted(
         (u.removeprefix("file://") for u in table.file_uris()), key=lambda u: Path(u).name
     )
-    return files, pa.schema(table.schema().to_arrow())
+    return tuple(files), pa.schema(table.schema().to_arrow())

@@ -64,6 +64,7 @@ class DatasetInfo:
     temporal_end: date | None
     contact_point: str | None
     primary_key: list[str]
+    visibility: str
     created_at: datetime
     updated_at: datetime
     current_version: int | None
@@ -86,6 +87,7 @@ class DatasetInfo:
             temporal_end=d.temporal_end,
             contact_point=d.contact_point,
             primary_key=list(d.primary_key),
+            visibility=d.visibility,
             created_at=d.created_at,
             updated_at=d.updated_at,
             current_version=latest.number if latest else None,

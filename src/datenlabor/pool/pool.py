@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from datenlabor.config import Settings, load_settings
-from datenlabor.errors import BadInput, NotFound
+from datenlabor.errors import BadInput, Conflict, NotFound
 from datenlabor.pool import checks, delta
 from datenlabor.pool import cleanup as leftovers
 from datenlabor.pool import schema as table_schema
@@ -188,7 +189,12 @@ class Pool:
         allow_duplicate: bool,
     ) -> VersionInfo:
         with self.store.session() as s:
-            ds = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            ds = s.scalar(_dataset_query(deleted=True).where(Dataset.slug == slug))
+            if ds is not None and ds.deleted_at is not None:
+                raise Conflict(
+                    f"dataset {slug!r} was deleted on {ds.deleted_at:%Y-%m-%d}; restore it "
+                    f"first (it is purged after {ds.purge_after:%Y-%m-%d})"
+                )
             exists = ds is not None and bool(ds.versions)
             table_dir = self.root / ds.table_path if ds is not None else None
             if ds is not None and table_dir is not None:
@@ -336,9 +342,59 @@ class Pool:
         if recorded is not None and latest is not None and latest > recorded:
             delta.restore(table_dir, recorded)
 
+    def delete(self, slug: str, *, retention_days: int = 30) -> datetime:
+        """Soft-delete: hidden at once, restorable until purged by :meth:`cleanup`.
+
+        Returns the moment after which the data is purged.
+        """
+        if retention_days < 0:
+            raise BadInput("the retention period cannot be negative", column="retention_days")
+        with self.store.session() as s, s.begin():
+            d = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            if d is None or not d.versions:
+                raise NotFound(f"no dataset {slug!r}")
+            d.deleted_at = datetime.now(UTC)
+            d.purge_after = d.deleted_at + timedelta(days=retention_days)
+            return d.purge_after
+
+    def restore(self, slug: str) -> DatasetInfo:
+        """Undo a soft delete that has not been purged yet."""
+        with self.store.session() as s, s.begin():
+            d = s.scalar(_dataset_query(deleted=True).where(Dataset.slug == slug))
+            if d is None or d.deleted_at is None:
+                raise NotFound(f"no deleted dataset {slug!r} (purged datasets are gone)")
+            d.deleted_at = d.purge_after = None
+            return DatasetInfo.of(d)
+
+    def deleted(self) -> list[tuple[str, datetime, datetime]]:
+        """(slug, deleted at, purged after) of soft-deleted datasets."""
+        with self.store.session() as s:
+            q = select(Dataset).where(Dataset.deleted_at.is_not(None)).order_by(Dataset.slug)
+            return [(d.slug, _utc(d.deleted_at), _utc(d.purge_after)) for d in s.scalars(q)]
+
+    def _purge_expired(self, report: leftovers.CleanupReport) -> None:
+        """Forget soft-deleted datasets past retention; their folders go as orphans next."""
+        now = datetime.now(UTC)
+        for slug, _deleted, purge_after in self.deleted():
+            if purge_after > now:
+                continue
+            with (
+                dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s),
+                self.store.session() as s,
+                s.begin(),
+            ):
+                d = s.scalar(select(Dataset).where(Dataset.slug == slug))
+                if d is not None and d.deleted_at is not None:
+                    s.delete(d)
+                    report.purged_datasets.append(slug)
+
     def cleanup(self) -> leftovers.CleanupReport:
-        """Remove leftovers of killed or failed operations; never touches a version's files."""
+        """Remove leftovers of killed or failed operations; never touches a version's files.
+
+        Also purges soft-deleted datasets whose retention period is over.
+        """
         report = leftovers.remove_dead_work(self.root)
+        self._purge_expired(report)
 
         def recorded() -> dict[str, str]:
             with self.store.session() as s:
@@ -417,8 +473,14 @@ def _apply_meta(s: Session, ds: Dataset, meta: DatasetMeta) -> None:
         ds.publisher = org
 
 
-def _dataset_query() -> Any:
-    return select(Dataset).options(selectinload(Dataset.versions), selectinload(Dataset.publisher))
+def _dataset_query(*, deleted: bool = False) -> Any:
+    q = select(Dataset).options(selectinload(Dataset.versions), selectinload(Dataset.publisher))
+    return q if deleted else q.where(Dataset.deleted_at.is_(None))
+
+
+def _utc(ts: datetime | None) -> datetime:
+    assert ts is not None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _as_list(value: Any) -> list[str]:

@@ -7,7 +7,6 @@ locked down: one SELECT statement, no file or network access, no settings change
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -16,12 +15,10 @@ import pyarrow.dataset as pads
 
 from datenlabor.errors import BadInput, NotFound
 from datenlabor.pool.ingest.reading import first_line
+from datenlabor.query.sandbox import check_select
 
 if TYPE_CHECKING:
     from datenlabor.pool.pool import Pool
-
-_VERSIONED = re.compile(r"^(?P<slug>[a-z][a-z0-9_-]*)@(?P<version>\d+)$")
-_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 class SqlSession:
@@ -38,31 +35,16 @@ class SqlSession:
         self.con.close()
 
     def _prepare(self, sql: str) -> None:
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise BadInput(f"SQL syntax error: {first_line(exc)}") from exc
-        if len(statements) != 1:
-            raise BadInput(f"expected exactly one SQL statement, got {len(statements)}")
-        if statements[0].type not in _ALLOWED:
-            raise BadInput(
-                f"only SELECT queries are allowed (the pool is read-only), not {statements[0].type.name}"
-            )
-        try:
-            names = duckdb.get_table_names(sql)
-        except duckdb.Error as exc:
-            raise BadInput(f"SQL syntax error: {first_line(exc)}") from exc
-        for name in sorted(names):
-            slug, version = name, None
-            match = _VERSIONED.match(name)
-            if match:
-                slug, version = match.group("slug"), int(match.group("version"))
+        # The same validation as the web API: the text is parsed, never run, before the
+        # connection is locked down (DuckDB's own name extraction may touch files).
+        checked = check_select(sql)
+        for ref in checked.tables:
             try:
-                handle = self.pool.dataset(slug)
-                files, schema = handle.files(version)
+                handle = self.pool.dataset(ref.slug)
+                files, schema = handle.files(ref.version)
             except NotFound:
                 continue  # let DuckDB name the unknown table in its own error
-            self.con.register(name, pads.dataset(files, schema=schema, format="parquet"))
+            self.con.register(ref.name, pads.dataset(files, schema=schema, format="parquet"))
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

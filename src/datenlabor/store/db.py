@@ -63,6 +63,7 @@ class Store:
 
     def __init__(self, url: str, *, lock_dir: Path | None = None) -> None:
         self.url = url
+        self.lock_dir = lock_dir
         self.engine = _engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -63,6 +64,12 @@ class Dataset(Base):
     temporal_end: Mapped[date | None] = mapped_column(Date)
     contact_point: Mapped[str | None] = mapped_column(String(300))
     primary_key: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # public: everyone, also without signing in; internal: every signed-in user;
+    # restricted: the publisher's members and whoever holds a grant.
+    visibility: Mapped[str] = mapped_column(String(20), default="internal")
+    # Soft delete: hidden everywhere at once, purged by cleanup after ``purge_after``.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purge_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
@@ -72,6 +79,9 @@ class Dataset(Base):
     publisher: Mapped[Organisation | None] = relationship(back_populates="datasets")
     versions: Mapped[list[Version]] = relationship(
         back_populates="dataset", order_by="Version.number", cascade="all, delete-orphan"
+    )
+    grants: Mapped[list[Grant]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", order_by="Grant.id"
     )
 
 
@@ -101,3 +111,121 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
+
+
+ROLES = ("admin", "steward", "analyst", "viewer")
+
+
+class User(Base):
+    """A person (or service account) of an organisation, with one platform role."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(300), default="")
+    email: Mapped[str | None] = mapped_column(String(300))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    role: Mapped[str] = mapped_column(String(20))
+    # argon2id hash; NULL for accounts that only sign in through OpenID Connect.
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    # "issuer|subject" of the OpenID Connect identity linked to this account.
+    oidc_subject: Mapped[str | None] = mapped_column(String(500), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored (the token itself is 256 random bits)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell tokens apart
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(10))  # read | write
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class WebSession(Base):
+    """A browser session: the cookie holds a random id, the store its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class Grant(Base):
+    """Read access to a dataset for an organisation or a user, possibly narrowed.
+
+    ``hidden_columns`` never leave the pool for the grantee; ``row_filter`` is a SQL
+    predicate (checked at creation) that every row the grantee sees satisfies.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    hidden_columns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    row_filter: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="grants")
+    organisation: Mapped[Organisation | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class AuditEntry(Base):
+    """One line of the append-only audit log; ``hash`` chains it to the line before."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    organisation: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    # {"slug": version, ...} of every dataset version the action touched
+    datasets: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    query: Mapped[str | None] = mapped_column(Text)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    client: Mapped[str | None] = mapped_column(String(100))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    refs: Mapped[list[AuditRef]] = relationship(cascade="all, delete-orphan")
+
+
+class AuditRef(Base):
+    """Index of audit entries by dataset and publisher, so stewards can list accesses."""
+
+    __tablename__ = "audit_refs"
+
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_log.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+    publisher: Mapped[str | None] = mapped_column(String(100), index=True)

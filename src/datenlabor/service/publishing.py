@@ -1,0 +1,118 @@
+"""Publishing: new datasets and versions, metadata, deletion — with permissions and audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from datenlabor.access.policy import require_manage
+from datenlabor.access.principal import Principal
+from datenlabor.errors import BadInput, NotFound
+from datenlabor.pool.catalog import DatasetMeta
+from datenlabor.pool.info import DatasetInfo, VersionInfo
+from datenlabor.service.gate import Gate
+from datenlabor.store.models import Organisation
+
+
+def _org_id(gate: Gate, slug: str | None) -> int | None:
+    if slug is None:
+        return None
+    with gate.pool.store.session() as s:
+        org = s.scalar(select(Organisation).where(Organisation.slug == slug))
+        if org is None:
+            raise NotFound(f"no organisation {slug!r}")
+        return org.id
+
+
+def ingest(
+    gate: Gate,
+    p: Principal,
+    path: Path,
+    *,
+    dataset: str,
+    meta: DatasetMeta | None = None,
+    client: str | None = None,
+    source_name: str | None = None,
+    **options: Any,
+) -> VersionInfo:
+    """A new version of ``dataset`` (created on first load) from a file on disk."""
+    meta = meta or DatasetMeta()
+    existing = gate._load(dataset)
+    if existing is not None and existing.versions:
+        require_manage(p, existing)
+        if meta.publisher and existing.publisher and meta.publisher != existing.publisher.slug:
+            require_manage(p, None, _org_id(gate, meta.publisher))
+    else:
+        if meta.publisher is None:
+            if p.organisation is None:
+                raise BadInput("say which organisation publishes the dataset", column="org")
+            meta.publisher = p.organisation
+        require_manage(p, None, _org_id(gate, meta.publisher))
+    try:
+        version = gate.pool.ingest(path, dataset=dataset, meta=meta, user=p.label(), **options)
+    except Exception as exc:
+        gate.audit.log(
+            p,
+            "upload",
+            outcome="failed",
+            detail={"dataset": dataset, "file": source_name or path.name, "error": str(exc)[:500]},
+            client=client,
+        )
+        raise
+    gate.audit.log(
+        p,
+        "upload",
+        datasets={dataset: version.version},
+        publishers={
+            dataset: meta.publisher
+            or (existing.publisher.slug if existing and existing.publisher else None)
+        },
+        rows=version.rows,
+        detail={
+            "file": source_name or path.name,
+            "sha256": version.source_sha256,
+            "mode": version.mode,
+        },
+        client=client,
+    )
+    return version
+
+
+def update_metadata(
+    gate: Gate, p: Principal, slug: str, meta: DatasetMeta, *, client: str | None = None
+) -> DatasetInfo:
+    d = gate._load(slug)
+    if d is None or not d.versions:
+        raise NotFound(f"no dataset {slug!r}")
+    require_manage(p, d)
+    if meta.publisher and (d.publisher is None or meta.publisher != d.publisher.slug):
+        require_manage(p, None, _org_id(gate, meta.publisher))
+    info = gate.pool.update_metadata(slug, meta)
+    gate.audit.log(
+        p,
+        "metadata",
+        datasets={slug: d.versions[-1].number},
+        publishers={slug: info.publisher},
+        detail={"changed": sorted(meta.given())},
+        client=client,
+    )
+    return info
+
+
+def delete(gate: Gate, p: Principal, slug: str, *, client: str | None = None) -> str:
+    d = gate._load(slug)
+    if d is None or not d.versions:
+        raise NotFound(f"no dataset {slug!r}")
+    require_manage(p, d)
+    purge = gate.pool.delete(slug, retention_days=gate.pool.settings.retention_days)
+    gate.audit.log(
+        p,
+        "delete",
+        datasets={slug: d.versions[-1].number},
+        publishers={slug: d.publisher.slug if d.publisher else None},
+        detail={"purge_after": purge.isoformat()},
+        client=client,
+    )
+    return purge.isoformat()

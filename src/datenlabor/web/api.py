@@ -1,0 +1,593 @@
+"""JSON API, version 1. Routes are thin: parse, call a service function, shape the answer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tempfile
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from datenlabor.access.audit import entry_dict
+from datenlabor.access.principal import Principal
+from datenlabor.errors import BadInput, Forbidden
+from datenlabor.pool.catalog import DatasetMeta
+from datenlabor.pool.cleanup import work_prefix
+from datenlabor.service import grants as grant_ops
+from datenlabor.service import publishing
+from datenlabor.service.catalogue import FACETS, search
+from datenlabor.service.gate import Gate, Source
+from datenlabor.web.auth import client_of, principal
+from datenlabor.web.uploads import receive_upload
+
+router = APIRouter(prefix="/api/v1")
+
+MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+}
+
+
+def gate_of(request: Request) -> Gate:
+    return request.app.state.gate
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    return [{k: jsonable(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def provenance(sources: list[Source], **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "datasets": [
+            {"slug": s.slug, "version": s.version, "partial": not s.view.whole} for s in sources
+        ]
+    }
+    out.update(extra)
+    return out
+
+
+# -- datasets ----------------------------------------------------------------------------
+@router.get("/datasets")
+def list_datasets(
+    request: Request, q: str = "", p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    filters = {name: request.query_params.getlist(name) for name in FACETS}
+    result = search(gate_of(request), p, q, filters)
+    return {"datasets": [h.to_dict() for h in result.hits], "facets": result.facets}
+
+
+class MetadataIn(BaseModel):
+    title: str | None = None
+    description: str | None = None
+    publisher: str | None = None
+    licence: str | None = None
+    keywords: list[str] | None = None
+    themes: list[str] | None = None
+    spatial: list[str] | None = None
+    temporal_start: date | None = None
+    temporal_end: date | None = None
+    contact_point: str | None = None
+    visibility: str | None = None
+
+
+def _meta_from_fields(fields: dict[str, str]) -> DatasetMeta:
+    def listed(name: str) -> list[str] | None:
+        raw = fields.get(name)
+        return [x.strip() for x in raw.split(",") if x.strip()] if raw else None
+
+    def day(name: str) -> date | None:
+        raw = fields.get(name)
+        if not raw:
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise BadInput(f"{raw!r} is not a date (YYYY-MM-DD)", column=name) from None
+
+    return DatasetMeta(
+        title=fields.get("title") or None,
+        description=fields.get("description") or None,
+        publisher=fields.get("org") or fields.get("publisher") or None,
+        licence=fields.get("licence") or None,
+        keywords=listed("keywords"),
+        themes=listed("themes"),
+        spatial=listed("spatial"),
+        temporal_start=day("temporal_start"),
+        temporal_end=day("temporal_end"),
+        contact_point=fields.get("contact_point") or None,
+        visibility=fields.get("visibility") or None,
+    )
+
+
+def _as_sent(exc: BadInput, path: Path, name: str) -> BadInput:
+    """The same error, naming the uploaded file as the sender called it."""
+    reason = exc.reason.replace(str(path), name)
+    file = name if exc.file is not None else None
+    return BadInput(reason, file=file, line=exc.line, column=exc.column)
+
+
+async def _upload(request: Request, p: Principal, slug: str | None) -> dict[str, Any]:
+    from anyio import to_thread
+
+    p.require_write()
+    gate = gate_of(request)
+    # A work folder named after this process, so `cleanup` removes it if we are killed.
+    work = Path(tempfile.mkdtemp(dir=gate.pool.root / "tmp", prefix=work_prefix()))
+    try:
+        upload = await receive_upload(request, work, max_bytes=gate.pool.settings.max_upload_bytes)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        fields = upload.fields
+        if request.state.csrf is not None:
+            from datenlabor.web.auth import check_csrf
+
+            check_csrf(
+                request.state.csrf, request.headers.get("x-csrf-token") or fields.get("csrf_token")
+            )
+        target = slug or fields.get("dataset")
+        if not target:
+            raise BadInput("name the dataset (field 'dataset')", column="dataset")
+        assert upload.path is not None and upload.filename is not None
+        # Keep the sender's file name (the folder is ours alone): errors and provenance
+        # then name the file the user knows, not a server path.
+        named = work / upload.filename
+        upload.path.rename(named)
+        upload.path = named
+        options: dict[str, Any] = {"mode": fields.get("mode") or "replace"}
+        if fields.get("key"):
+            options["key"] = fields["key"]
+        if fields.get("sheet"):
+            options["sheet"] = fields["sheet"]
+        if fields.get("allow_duplicate") in ("1", "true", "on"):
+            options["allow_duplicate"] = True
+        ingest = lambda: publishing.ingest(  # noqa: E731
+            gate,
+            p,
+            named,
+            dataset=target,
+            meta=_meta_from_fields(fields),
+            client=client_of(request),
+            source_name=upload.filename,
+            **options,
+        )
+        try:
+            version = await to_thread.run_sync(ingest)
+        except BadInput as exc:
+            raise _as_sent(exc, named, upload.filename) from exc
+    finally:
+        upload.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"version": version.to_dict(), "provenance": provenance([], uploaded=upload.filename)}
+
+
+@router.post("/datasets", status_code=201)
+async def create_dataset(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    """Multipart upload: a ``file`` part and fields ``dataset``, ``org``, metadata, ``mode``."""
+    return await _upload(request, p, None)
+
+
+@router.post("/datasets/{slug}/versions", status_code=201)
+async def add_version(
+    slug: str, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    return await _upload(request, p, slug)
+
+
+@router.get("/datasets/{slug}")
+def get_dataset(slug: str, request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    info, view = gate_of(request).info(p, slug)
+    out = info.to_dict()
+    out["partial"] = not view.whole
+    return out
+
+
+@router.patch("/datasets/{slug}")
+def patch_dataset(
+    slug: str, body: MetadataIn, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    meta = DatasetMeta(**body.model_dump(exclude_unset=True))
+    info = publishing.update_metadata(gate_of(request), p, slug, meta, client=client_of(request))
+    return info.to_dict()
+
+
+@router.delete("/datasets/{slug}")
+def delete_dataset(
+    slug: str, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    purge = publishing.delete(gate_of(request), p, slug, client=client_of(request))
+    return {"deleted": slug, "purge_after": purge}
+
+
+@router.get("/datasets/{slug}/versions")
+def list_versions(slug: str, request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    return {"versions": [v.to_dict() for v in gate_of(request).versions(p, slug)]}
+
+
+@router.get("/datasets/{slug}/versions/{number}")
+def get_version(
+    slug: str, number: int, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    return gate_of(request).version(p, slug, number).to_dict()
+
+
+@router.get("/datasets/{slug}/schema")
+def get_schema(
+    slug: str, request: Request, version: int | None = None, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    v = gate_of(request).version(p, slug, version)
+    return {"schema": v.schema, "provenance": {"datasets": [{"slug": slug, "version": v.version}]}}
+
+
+@router.get("/datasets/{slug}/quality")
+def get_quality(
+    slug: str, request: Request, version: int | None = None, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    gate = gate_of(request)
+    src = gate.source(p, slug, version)
+    report = gate.quality(p, slug, version)
+    return {"quality": report, "provenance": provenance([src])}
+
+
+@router.get("/datasets/{slug}/diff")
+def get_diff(
+    slug: str,
+    request: Request,
+    from_: int = 0,
+    to: int = 0,
+    limit: int = 20,
+    p: Principal = Depends(principal),
+) -> dict[str, Any]:
+    gate = gate_of(request)
+    a = from_ or int(request.query_params.get("from", "0") or 0)
+    versions = gate.versions(p, slug)
+    b = to or versions[-1].version
+    a = a or max(1, b - 1)
+    result = gate.diff(p, slug, a, b, limit=min(max(limit, 1), 1000), client=client_of(request))
+    result = json.loads(json.dumps(result, default=jsonable))
+    return {
+        "diff": result,
+        "provenance": {"datasets": [{"slug": slug, "version": a}, {"slug": slug, "version": b}]},
+    }
+
+
+@router.get("/datasets/{slug}/rows")
+def get_rows(slug: str, request: Request, p: Principal = Depends(principal)) -> JSONResponse:
+    gate = gate_of(request)
+    params = list(request.query_params.multi_items())
+    result = gate.rows(p, slug, params, client=client_of(request))
+    body = {
+        "rows": rows_of(result.table),
+        "columns": result.table.column_names,
+        "next": result.next,
+        "provenance": provenance([result.source]),
+    }
+    return JSONResponse(body)
+
+
+@router.get("/datasets/{slug}/download")
+def download(
+    slug: str,
+    request: Request,
+    format: str = "csv",
+    version: int | None = None,
+    dialect: str = "de",
+    p: Principal = Depends(principal),
+) -> FileResponse:
+    path, src, rows = gate_of(request).download(
+        p, slug, version=version, fmt=format, dialect=dialect, client=client_of(request)
+    )
+    name = f"{slug}-v{src.version}.{format}"
+    headers = {
+        "X-Datenlabor-Provenance": json.dumps(provenance([src], rows=rows)),
+    }
+    return FileResponse(
+        path,
+        media_type=MEDIA[format],
+        filename=name,
+        headers=headers,
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+# -- grants ------------------------------------------------------------------------------
+class GrantIn(BaseModel):
+    org: str | None = None
+    user: str | None = None
+    hide_columns: list[str] = Field(default_factory=list)
+    rows: str | None = None
+
+
+@router.get("/datasets/{slug}/grants")
+def list_grants(slug: str, request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    return {"grants": [g.to_dict() for g in grant_ops.grants_of(gate_of(request), p, slug)]}
+
+
+@router.post("/datasets/{slug}/grants", status_code=201)
+def create_grant(
+    slug: str, body: GrantIn, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    g = grant_ops.add_grant(
+        gate_of(request),
+        p,
+        slug,
+        org=body.org,
+        user=body.user,
+        hide_columns=body.hide_columns,
+        rows=body.rows,
+        client=client_of(request),
+    )
+    return g.to_dict()
+
+
+@router.delete("/datasets/{slug}/grants/{grant_id}")
+def delete_grant(
+    slug: str, grant_id: int, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    grant_ops.revoke_grant(gate_of(request), p, slug, grant_id, client=client_of(request))
+    return {"revoked": grant_id}
+
+
+# -- SQL ---------------------------------------------------------------------------------
+class SqlIn(BaseModel):
+    sql: str = Field(max_length=100_000)
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+@router.post("/sql")
+def run_sql(body: SqlIn, request: Request, p: Principal = Depends(principal)) -> JSONResponse:
+    result = gate_of(request).sql(p, body.sql, max_rows=body.max_rows, client=client_of(request))
+    return JSONResponse(
+        {
+            "rows": rows_of(result.table),
+            "columns": result.table.column_names,
+            "truncated": result.truncated,
+            "elapsed_s": round(result.elapsed_s, 4),
+            "provenance": provenance(result.sources, query=body.sql),
+        }
+    )
+
+
+# -- accounts ----------------------------------------------------------------------------
+@router.get("/me")
+def me(p: Principal = Depends(principal)) -> dict[str, Any]:
+    return {
+        "username": p.username,
+        "role": p.role,
+        "organisation": p.organisation,
+        "authenticated": p.authenticated,
+        "via": p.via,
+    }
+
+
+class OrgIn(BaseModel):
+    slug: str
+    name: str
+
+
+@router.get("/orgs")
+def list_orgs(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require_login()
+    return {"orgs": [{"slug": o.slug, "name": o.name} for o in gate_of(request).accounts.orgs()]}
+
+
+@router.post("/orgs", status_code=201)
+def create_org(body: OrgIn, request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require_write()
+    p.require_role("admin")
+    gate = gate_of(request)
+    org = gate.accounts.add_org(body.slug, body.name)
+    gate.audit.log(p, "account", detail={"org": body.slug}, client=client_of(request))
+    return {"slug": org.slug, "name": org.name}
+
+
+class UserIn(BaseModel):
+    username: str
+    org: str
+    role: str
+    password: str | None = None
+    display_name: str = ""
+    email: str | None = None
+
+
+class UserPatch(BaseModel):
+    role: str | None = None
+    org: str | None = None
+    active: bool | None = None
+    password: str | None = None
+
+
+@router.get("/users")
+def list_users(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require_role("admin", "steward")
+    org = None if p.is_admin else p.organisation
+    return {"users": [u.__dict__ for u in gate_of(request).accounts.users(org)]}
+
+
+@router.post("/users", status_code=201)
+def create_user(
+    body: UserIn, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    p.require_write()
+    p.require_role("admin")
+    gate = gate_of(request)
+    info = gate.accounts.add_user(
+        body.username,
+        org=body.org,
+        role=body.role,
+        password=body.password,
+        display_name=body.display_name,
+        email=body.email,
+    )
+    gate.audit.log(
+        p, "account", detail={"user": body.username, "role": body.role}, client=client_of(request)
+    )
+    return info.__dict__
+
+
+@router.patch("/users/{username}")
+def update_user(
+    username: str, body: UserPatch, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    p.require_write()
+    if not (
+        p.is_admin
+        or (
+            p.username == username
+            and body.role is None
+            and body.org is None
+            and body.active is None
+        )
+    ):
+        raise Forbidden("only admins change other accounts, roles and organisations")
+    gate = gate_of(request)
+    info = gate.accounts.update_user(username, **body.model_dump(exclude_unset=True))
+    changed = sorted(k for k in body.model_dump(exclude_unset=True) if k != "password")
+    gate.audit.log(
+        p, "account", detail={"user": username, "changed": changed}, client=client_of(request)
+    )
+    return info.__dict__
+
+
+class TokenIn(BaseModel):
+    scope: str = "read"
+    days: int | None = 90
+    name: str = ""
+
+
+@router.get("/tokens")
+def list_tokens(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require_login()
+    tokens = gate_of(request).accounts.tokens(p.username or "")
+    return {"tokens": [jsonable_dict(t.__dict__) for t in tokens]}
+
+
+def jsonable_dict(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in d.items()}
+
+
+@router.post("/tokens", status_code=201)
+def create_token(
+    body: TokenIn, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    p.require_write()
+    if p.via == "write" and body.scope == "write":
+        pass
+    gate = gate_of(request)
+    token = gate.accounts.create_token(
+        p.username or "", scope=body.scope, days=body.days, name=body.name
+    )
+    gate.audit.log(
+        p, "token", detail={"created": token[:10], "scope": body.scope}, client=client_of(request)
+    )
+    return {"token": token, "scope": body.scope}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(
+    token_id: int, request: Request, p: Principal = Depends(principal)
+) -> dict[str, Any]:
+    p.require_write()
+    gate = gate_of(request)
+    gate.accounts.revoke_token(p.username or "", token_id)
+    gate.audit.log(p, "token", detail={"revoked": token_id}, client=client_of(request))
+    return {"revoked": token_id}
+
+
+# -- audit -------------------------------------------------------------------------------
+def _audit_entries(request: Request, p: Principal, limit: int) -> list[dict[str, Any]]:
+    p.require_role("admin", "steward")
+    qp = request.query_params
+
+    def when(name: str) -> datetime | None:
+        raw = qp.get(name)
+        if not raw:
+            return None
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            raise BadInput(f"{raw!r} is not an ISO date/time", column=name) from None
+
+    before = qp.get("before")
+    entries = gate_of(request).audit.entries(
+        publisher=None if p.is_admin else p.organisation,
+        actor=qp.get("actor") or None,
+        action=qp.get("action") or None,
+        dataset=qp.get("dataset") or None,
+        since=when("since"),
+        until=when("until"),
+        before_id=int(before) if before and before.isdigit() else None,
+        limit=limit,
+    )
+    return [entry_dict(e) for e in entries]
+
+
+@router.get("/audit")
+def audit(request: Request, limit: int = 100, p: Principal = Depends(principal)) -> dict[str, Any]:
+    entries = _audit_entries(request, p, min(max(limit, 1), 1000))
+    return {"entries": entries, "next_before": entries[-1]["id"] if entries else None}
+
+
+@router.get("/audit/export")
+def audit_export(
+    request: Request, format: str = "csv", p: Principal = Depends(principal)
+) -> StreamingResponse:
+    entries = _audit_entries(request, p, 1_000_000)
+    gate_of(request).audit.log(p, "audit-export", rows=len(entries), client=client_of(request))
+    if format == "jsonl":
+        body = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        return StreamingResponse(iter([body]), media_type="application/x-ndjson")
+    if format != "csv":
+        raise BadInput("export format is csv or jsonl", column="format")
+    buf = io.StringIO()
+    cols = [
+        "id",
+        "at",
+        "actor",
+        "organisation",
+        "action",
+        "datasets",
+        "query",
+        "rows",
+        "outcome",
+        "detail",
+        "client",
+        "hash",
+    ]
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for e in entries:
+        w.writerow(
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+                for k, v in e.items()
+            }
+        )
+    return StreamingResponse(
+        iter([buf.getvalue()]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+    )

@@ -1,0 +1,86 @@
+"""The FastAPI application over one pool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from datenlabor import __version__
+from datenlabor.pool.pool import Pool
+from datenlabor.service.gate import Gate
+from datenlabor.web import api, errors, oidc
+
+
+def create_app(pool: Pool) -> FastAPI:
+    app = FastAPI(
+        title="Datenlabor",
+        version=__version__,
+        description="Datenpool of the data lab: versioned datasets, SQL, downloads, audit log.",
+        docs_url=None,  # served below from installed files instead of a CDN
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.gate = Gate(pool)
+    app.state.pool = pool
+    html_handler = None
+    try:
+        from datenlabor.web import ui
+    except ImportError:  # the UI module is optional for API-only deployments
+        ui = None  # type: ignore[assignment]
+    if ui is not None:
+        ui.install(app)
+        html_handler = ui.error_page
+    errors.install(app, html_handler)
+    oidc.install(app)
+    app.include_router(api.router)
+    _offline_docs(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Any:
+        problems = []
+        try:
+            with pool.store.session() as s:
+                from sqlalchemy import text
+
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # any store failure means unhealthy
+            problems.append(f"metadata store: {exc.__class__.__name__}")
+        for sub in ("tables", "tmp"):
+            if not (pool.root / sub).is_dir():
+                problems.append(f"pool folder {sub}/ missing")
+        if problems:
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
+        return {"status": "ok"}
+
+    return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-py package's files (air-gapped installations)."""
+    from pathlib import Path
+
+    import swagger_ui
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    static = Path(swagger_ui.__file__).parent / "static"
+    app.mount("/static/swagger", StaticFiles(directory=static), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Datenlabor API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: the pool from DATENLABOR_* settings."""
+    from datenlabor.pool.pool import open as open_pool
+
+    return create_app(open_pool())
