@@ -415,10 +415,11 @@ def cleanup(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def demo() -> None:
     """Load the demo data into the pool and print what is in it."""
-    from datenlabor.demo import load_demo
+    from datenlabor.demo import DEMO_PASSWORD, DEMO_USERS, load_demo, load_demo_accounts
 
     pool = _pool()
     load_demo(pool, log=lambda msg: err.print(msg))
+    load_demo_accounts(pool, log=lambda msg: err.print(msg))
     datasets(as_json=False)
     where = f"--pool {state.pool_dir}"
     out.print(
@@ -428,6 +429,12 @@ def demo() -> None:
         f"  datenlabor {where} quality antraege\n"
         f'  datenlabor {where} sql \'SELECT "Kreisschlüssel", sum("Anträge") AS antraege '
         "FROM antraege GROUP BY 1 ORDER BY 1'",
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        f"\nDemo sign-in (web UI, `datenlabor {where} serve`): user "
+        f"{' / '.join(DEMO_USERS)}, password {DEMO_PASSWORD}",
         highlight=False,
         markup=False,
     )

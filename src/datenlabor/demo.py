@@ -95,6 +95,8 @@ def _dt(d: date) -> datetime:
 def write_requests_ndjson(path: Path, n: int = 200) -> Path:
     rng = random.Random(11)
     topics = ["Wohngeld", "Elterngeld", "BAföG", "Kindergeld", "Bürgergeld"]
+    first = ["Anna", "Mehmet", "Jana", "Lukas", "Olga", "Jürgen", "Aylin", "Sören"]
+    last = ["Schmidt", "Yılmaz", "Nowak", "Müller", "Becker", "Schäfer", "Kowalski", "Weiß"]
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             key = rng.choice(list(KREISE))
@@ -107,6 +109,8 @@ def write_requests_ndjson(path: Path, n: int = 200) -> Path:
                         "thema": rng.choice(topics),
                         "kanal": rng.choice(CHANNELS),
                         "erledigt": rng.random() < 0.8,
+                        # personal data: withheld from other authorities by a grant
+                        "antragsteller": f"{rng.choice(first)} {rng.choice(last)}",
                     },
                     ensure_ascii=False,
                 )
@@ -138,6 +142,7 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
                 publisher="bmas-demo",
                 publisher_name="Bundesministerium (Demo)",
                 licence="dl-de/by-2-0",
+                visibility="public",
                 keywords=["Anträge", "Verwaltungsverfahren"],
                 themes=["SOCI"],
                 spatial=sorted(KREISE),
@@ -168,7 +173,12 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
                 dataset="anfragen",
                 key="anfrage_id",
                 meta=DatasetMeta(
-                    title="Bürgeranfragen (Demo)", licence="CC-BY-4.0", publisher="bmas-demo"
+                    title="Bürgeranfragen (Demo)",
+                    description="Anfragen von Bürgerinnen und Bürgern mit Namen (personenbezogen,"
+                    " daher eingeschränkt sichtbar).",
+                    licence="other-closed",
+                    publisher="bmas-demo",
+                    visibility="restricted",
                 ),
             )
             log("anfragen: version 1 (NDJSON)")
@@ -208,3 +218,41 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
             ),
         )
         log(f"{slug}: version 1 (GENESIS {rel})")
+
+
+DEMO_PASSWORD = "datenlabor-demo"
+DEMO_USERS = {
+    # user: (organisation, role)
+    "admin": ("bmas-demo", "admin"),
+    "steward": ("bmas-demo", "steward"),
+    "analyst-nrw": ("nrw-demo", "analyst"),
+    "viewer": ("nrw-demo", "viewer"),
+}
+
+
+def load_demo_accounts(pool: Pool, log: Callable[[str], None] = print) -> None:
+    """Demo organisations, users (password ``datenlabor-demo``) and one narrowing grant."""
+    from datenlabor.access.principal import Principal
+    from datenlabor.errors import Conflict
+    from datenlabor.service.gate import Gate
+    from datenlabor.service.grants import add_grant, grants_of
+
+    gate = Gate(pool)
+    gate.accounts.add_org("bmas-demo", "Bundesministerium (Demo)")
+    gate.accounts.add_org("nrw-demo", "Land Nordrhein-Westfalen (Demo)")
+    for name, (org, role) in DEMO_USERS.items():
+        try:
+            gate.accounts.add_user(name, org=org, role=role, password=DEMO_PASSWORD)
+        except Conflict:
+            continue
+    setup = Principal(username="demo-setup", role="admin", via="local")
+    if not grants_of(gate, setup, "anfragen"):
+        add_grant(
+            gate,
+            setup,
+            "anfragen",
+            org="nrw-demo",
+            hide_columns=["antragsteller"],
+            rows="ags_kreis LIKE '05%'",
+        )
+        log("anfragen: restricted; Land NRW (demo) sees its own Kreise without names")
