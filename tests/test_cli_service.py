@@ -32,25 +32,63 @@ def test_accounts_grants_serve_and_audit(tmp_path: Path) -> None:
     # no password and no terminal: a clear error, no account
     nopw = {k: v for k, v in os.environ.items() if k != "DATENLABOR_PASSWORD"}
     proc = subprocess.run(
-        [sys.executable, "-m", "datenlabor.cli", "--pool", str(pool), "users", "add", "x",
-         "--org", "bmi", "--role", "viewer"],
-        capture_output=True, text=True, env=nopw, stdin=subprocess.DEVNULL, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "datenlabor.cli",
+            "--pool",
+            str(pool),
+            "users",
+            "add",
+            "x",
+            "--org",
+            "bmi",
+            "--role",
+            "viewer",
+        ],
+        capture_output=True,
+        text=True,
+        env=nopw,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
     )
     assert proc.returncode == 2 and "DATENLABOR_PASSWORD" in proc.stderr
     token = run(pool, "tokens", "create", "ana").stdout
     assert token.strip().startswith("dl_") and token.count("\n") == 1  # only the token
     src = tmp_path / "f.csv"
     src.write_text("ags;ort;person\n05111000;Düsseldorf;Frau A\n09162000;München;Herr B\n")
-    run(pool, "ingest", str(src), "--dataset", "faelle", "--org", "bmi", "--visibility", "restricted")
+    run(
+        pool,
+        "ingest",
+        str(src),
+        "--dataset",
+        "faelle",
+        "--org",
+        "bmi",
+        "--visibility",
+        "restricted",
+    )
     bad = run(pool, "grants", "add", "faelle", "--org", "nrw", "--rows", "nix = 1", check=False)
     assert bad.returncode == 2 and "nix" in bad.stderr
-    run(pool, "grants", "add", "faelle", "--org", "nrw", "--hide-columns", "person",
-        "--rows", "ags LIKE '05%'")
+    run(
+        pool,
+        "grants",
+        "add",
+        "faelle",
+        "--org",
+        "nrw",
+        "--hide-columns",
+        "person",
+        "--rows",
+        "ags LIKE '05%'",
+    )
 
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "datenlabor.cli", "--pool", str(pool), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -66,7 +104,9 @@ def test_accounts_grants_serve_and_audit(tmp_path: Path) -> None:
         rows = httpx.get(f"{base}/api/v1/datasets/faelle/rows?limit=10", headers=h).json()
         assert rows["rows"] == [{"ags": "05111000", "ort": "Düsseldorf"}]
         assert rows["provenance"]["datasets"][0]["slug"] == "faelle"
-        q = httpx.post(f"{base}/api/v1/sql", headers=h, json={"sql": "SELECT count(*) AS n FROM faelle"})
+        q = httpx.post(
+            f"{base}/api/v1/sql", headers=h, json={"sql": "SELECT count(*) AS n FROM faelle"}
+        )
         assert q.json()["rows"] == [{"n": 1}]
         assert httpx.get(f"{base}/api/v1/datasets/faelle/rows").status_code == 404
     finally:

@@ -310,12 +310,19 @@ def test_columns_select_and_order(con: duckdb.DuckDBPyConnection) -> None:
     assert parse_rows_request([], SCHEMA).columns == list(SCHEMA)
 
 
-def walk(con: duckdb.DuckDBPyConnection, relation: str, params: list, schema: Any) -> list[list]:
+def walk(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    params: list,
+    schema: Any,
+    *,
+    scan_in_row_order: bool = False,
+) -> list[list]:
     """All pages of a request, following the cursor."""
     pages, after = [], None
     for _ in range(1000):
         req = parse_rows_request([*params, *([("after", after)] if after else [])], schema)
-        result = page(con, relation, req)
+        result = page(con, relation, req, scan_in_row_order=scan_in_row_order)
         assert result.table.num_rows <= req.limit
         pages.append(result.table.column("id").to_pylist())
         after = result.next
@@ -566,3 +573,45 @@ def test_paging_property(
     assert [r[0] for r in con.execute(sql, values).fetchall()] == expected
     sql, values = count_sql("prop", req)
     assert con.execute(sql, values).fetchone() == (len(expected),)
+
+
+@pytest.mark.parametrize("size", ["1", "3", "7", "50"])
+@pytest.mark.parametrize("filters", [[], [("jahr__gte", "2020")], [("aktiv", "true")]])
+def test_unsorted_pages_of_parquet_files_need_no_order_by(
+    tmp_path: Any, size: str, filters: list[tuple[str, str]]
+) -> None:
+    """The service's relation over several Parquet files pages in __row order without a sort."""
+    import pyarrow.parquet as pq
+
+    from datenlabor.access.policy import DatasetView
+    from datenlabor.service.gate import Source
+
+    table = _table(DATA, SCHEMA, list(range(len(DATA)))).drop(["__row"])
+    files = []
+    for i, (start, stop) in enumerate([(0, 3), (3, 4), (4, len(DATA))]):
+        path = tmp_path / f"part-{i}.parquet"
+        pq.write_table(table.slice(start, stop - start), path, row_group_size=2)
+        files.append(str(path))
+    src = Source("t", 1, None, DatasetView("t"), files, table.schema, table.schema)
+    relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
+    con = connect()
+    try:
+        fast = walk(con, relation, [*filters, ("limit", size)], SCHEMA, scan_in_row_order=True)
+        sorted_pages = walk(con, relation, [*filters, ("limit", size)], SCHEMA)
+    finally:
+        con.close()
+    assert fast == sorted_pages
+    expected = [r[0] for r in DATA if ids_match(r, filters)]
+    assert [i for p in fast for i in p] == expected
+
+
+def ids_match(row: tuple, filters: list[tuple[str, str]]) -> bool:
+    values = dict(zip(SCHEMA, row, strict=True))
+    for name, value in filters:
+        if name == "jahr__gte" and not (
+            values["jahr"] is not None and values["jahr"] >= int(value)
+        ):
+            return False
+        if name == "aktiv" and values["aktiv"] is not True:
+            return False
+    return True

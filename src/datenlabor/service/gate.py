@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -100,6 +101,8 @@ class Gate:
         self.pool = pool
         self.accounts = Accounts(pool.store)
         self.audit = AuditLog(pool.store)
+        self._duck: duckdb.DuckDBPyConnection | None = None
+        self._duck_lock = threading.Lock()
 
     # -- what a caller sees ---------------------------------------------------------------
     def _load(self, slug: str) -> Dataset | None:
@@ -184,7 +187,18 @@ class Gate:
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self.pool.connect()
+        """A cursor on the service's shared in-memory DuckDB database (only our own SQL).
+
+        One database per process shares the memory limit, the thread pool and the Parquet
+        metadata cache between requests; each cursor has its own temporary views. User SQL
+        never runs here: it gets a fresh, locked-down connection (see :meth:`sql`).
+        """
+        with self._duck_lock:
+            if self._duck is None:
+                self._duck = self.pool.connect()
+                self._duck.execute("SET parquet_metadata_cache = true")
+            shared = self._duck
+        con = shared.cursor()
         try:
             yield con
         finally:
@@ -292,7 +306,7 @@ class Gate:
         req = parse_rows_request(params, {f.name: f.type for f in src.schema})
         relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
         with self.connection() as con:
-            pg = page(con, relation, req)
+            pg = page(con, relation, req, scan_in_row_order=True)
         query = "&".join(f"{k}={v}" for k, v in params)
         self.record(p, "read", [src], client=client, rows=pg.table.num_rows, query=query or None)
         return RowsResult(pg.table, pg.next, src)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import tempfile
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -22,13 +19,12 @@ from datenlabor.access.audit import entry_dict
 from datenlabor.access.principal import Principal
 from datenlabor.errors import BadInput, Forbidden
 from datenlabor.pool.catalog import DatasetMeta
-from datenlabor.pool.cleanup import work_prefix
 from datenlabor.service import grants as grant_ops
 from datenlabor.service import publishing
 from datenlabor.service.catalogue import FACETS, search
 from datenlabor.service.gate import Gate, Source
-from datenlabor.web.auth import client_of, principal
-from datenlabor.web.uploads import receive_upload
+from datenlabor.web.auth import check_csrf, client_of, principal
+from datenlabor.web.upload_flow import ingest_upload, received_upload
 
 router = APIRouter(prefix="/api/v1")
 
@@ -92,95 +88,13 @@ class MetadataIn(BaseModel):
     visibility: str | None = None
 
 
-def _meta_from_fields(fields: dict[str, str]) -> DatasetMeta:
-    def listed(name: str) -> list[str] | None:
-        raw = fields.get(name)
-        return [x.strip() for x in raw.split(",") if x.strip()] if raw else None
-
-    def day(name: str) -> date | None:
-        raw = fields.get(name)
-        if not raw:
-            return None
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            raise BadInput(f"{raw!r} is not a date (YYYY-MM-DD)", column=name) from None
-
-    return DatasetMeta(
-        title=fields.get("title") or None,
-        description=fields.get("description") or None,
-        publisher=fields.get("org") or fields.get("publisher") or None,
-        licence=fields.get("licence") or None,
-        keywords=listed("keywords"),
-        themes=listed("themes"),
-        spatial=listed("spatial"),
-        temporal_start=day("temporal_start"),
-        temporal_end=day("temporal_end"),
-        contact_point=fields.get("contact_point") or None,
-        visibility=fields.get("visibility") or None,
-    )
-
-
-def _as_sent(exc: BadInput, path: Path, name: str) -> BadInput:
-    """The same error, naming the uploaded file as the sender called it."""
-    reason = exc.reason.replace(str(path), name)
-    file = name if exc.file is not None else None
-    return BadInput(reason, file=file, line=exc.line, column=exc.column)
-
-
 async def _upload(request: Request, p: Principal, slug: str | None) -> dict[str, Any]:
-    from anyio import to_thread
-
     p.require_write()
-    gate = gate_of(request)
-    # A work folder named after this process, so `cleanup` removes it if we are killed.
-    work = Path(tempfile.mkdtemp(dir=gate.pool.root / "tmp", prefix=work_prefix()))
-    try:
-        upload = await receive_upload(request, work, max_bytes=gate.pool.settings.max_upload_bytes)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    try:
-        fields = upload.fields
+    async with received_upload(request) as upload:
         if request.state.csrf is not None:
-            from datenlabor.web.auth import check_csrf
-
-            check_csrf(
-                request.state.csrf, request.headers.get("x-csrf-token") or fields.get("csrf_token")
-            )
-        target = slug or fields.get("dataset")
-        if not target:
-            raise BadInput("name the dataset (field 'dataset')", column="dataset")
-        assert upload.path is not None and upload.filename is not None
-        # Keep the sender's file name (the folder is ours alone): errors and provenance
-        # then name the file the user knows, not a server path.
-        named = work / upload.filename
-        upload.path.rename(named)
-        upload.path = named
-        options: dict[str, Any] = {"mode": fields.get("mode") or "replace"}
-        if fields.get("key"):
-            options["key"] = fields["key"]
-        if fields.get("sheet"):
-            options["sheet"] = fields["sheet"]
-        if fields.get("allow_duplicate") in ("1", "true", "on"):
-            options["allow_duplicate"] = True
-        ingest = lambda: publishing.ingest(  # noqa: E731
-            gate,
-            p,
-            named,
-            dataset=target,
-            meta=_meta_from_fields(fields),
-            client=client_of(request),
-            source_name=upload.filename,
-            **options,
-        )
-        try:
-            version = await to_thread.run_sync(ingest)
-        except BadInput as exc:
-            raise _as_sent(exc, named, upload.filename) from exc
-    finally:
-        upload.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+            given = request.headers.get("x-csrf-token") or upload.fields.get("csrf_token")
+            check_csrf(request.state.csrf, given)
+        version = await ingest_upload(request, p, upload, slug=slug)
     return {"version": version.to_dict(), "provenance": provenance([], uploaded=upload.filename)}
 
 

@@ -50,7 +50,10 @@ def install(app: FastAPI, html_handler: object = None) -> None:
     """Register handlers; ``html_handler(request, status, message)`` renders UI pages."""
 
     def wants_html(request: Request) -> bool:
-        return html_handler is not None and not request.url.path.startswith(("/api/", "/healthz"))
+        if html_handler is None or request.url.path.startswith(("/api/", "/healthz")):
+            return False
+        accept = request.headers.get("accept", "")
+        return not ("application/json" in accept and "text/html" not in accept)
 
     def answer(request: Request, status: int, message: str, **extra: object) -> Response:
         if wants_html(request):
