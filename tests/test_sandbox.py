@@ -651,3 +651,19 @@ def test_invalid_limits_are_a_programming_error(con: duckdb.DuckDBPyConnection) 
         run_limited(con, "SELECT 1", max_rows=-1, timeout_s=1)
     with pytest.raises(ValueError):
         run_limited(con, "SELECT 1", max_rows=1, timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM (TABLE _raw_0)",
+        "WITH a AS (TABLE _cache_1) SELECT * FROM a",
+        "WITH a AS (TABLE duckdb_settings) SELECT * FROM a",
+        "SELECT * FROM bev, LATERAL (TABLE _raw_0)",
+        "SELECT * FROM (WITH _raw_0 AS (SELECT 1) SELECT 1), (TABLE _raw_0)",
+    ],
+)
+def test_constructs_sqlglot_misreads_are_checked_on_duckdbs_tree(sql: str) -> None:
+    """DuckDB's `TABLE name` is no table to sqlglot; DuckDB's own parse tree catches it."""
+    with pytest.raises(BadInput, match="table name"):
+        check_select(sql)

@@ -12,11 +12,13 @@ is reported in lower case (``Bev`` and ``"BEV"`` both read ``bev``). A name is a
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -108,6 +110,7 @@ def check_select(sql: str) -> CheckedQuery:
                 if ref.name not in found or start < found[ref.name][0]:
                     found[ref.name] = (start, ref)
     _check_duckdb_agrees(sql)
+    _check_duckdb_tree(sql)
     tables = [ref for _, ref in sorted(found.values(), key=lambda item: item[0])]
     return CheckedQuery(sql=sql, tables=tables)
 
@@ -168,6 +171,77 @@ def _check_duckdb_agrees(sql: str) -> None:
     generated = all(s.type == duckdb.StatementType.CREATE and not s.query for s in before)
     if last.type != duckdb.StatementType.SELECT or not generated:
         raise BadInput(f"{_ONLY_QUERIES}; DuckDB reads this as {len(statements)} statement(s)")
+
+
+# A parser-only connection: json_serialize_sql parses without binding, so nothing is read.
+_PARSER = duckdb.connect(":memory:", config={"enable_external_access": False})
+_PARSER_LOCK = threading.Lock()
+
+
+def _duckdb_parse(sql: str) -> dict[str, Any]:
+    with _PARSER_LOCK:
+        raw = _PARSER.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    return json.loads(raw[0]) if raw else {"error": True}
+
+
+def _check_duckdb_tree(sql: str) -> None:
+    """Check the tables and functions in DuckDB's own parse tree, independently of sqlglot.
+
+    sqlglot and DuckDB do not read every construct alike (e.g. DuckDB's ``TABLE name``
+    inside a CTE is no table to sqlglot), so what DuckDB will actually resolve is checked
+    again: every table must be an unqualified name of dataset form (internal objects of
+    Datenlabor are named with a leading underscore and so can never match), every table
+    function must be allowed, every function must pass the denylist.
+    """
+    tree = _duckdb_parse(sql)
+    if tree.get("error") and "Only SELECT" in str(tree.get("error_message")):
+        # PIVOT and SUMMARIZE statements serialise only as subqueries; same tables.
+        tree = _duckdb_parse(f"SELECT * FROM ({sql.strip().rstrip(';')})")
+    if tree.get("error") and "Only SELECT" in str(tree.get("error_message")):
+        # PIVOT without an IN list expands into several statements DuckDB will not
+        # serialise; sqlglot's check stands alone then, minus the construct it misreads.
+        words = {t.text.upper() for t in sqlglot.tokenize(sql, read=DIALECT)}
+        if "TABLE" in words:
+            raise BadInput("TABLE … is not supported in a PIVOT; write SELECT * FROM …")
+        return
+    if tree.get("error"):
+        message = tree.get("error_message") or "DuckDB cannot parse it"
+        raise BadInput(f"SQL syntax error: {message}")
+    stack: list[Any] = [tree.get("statements", [])]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "BASE_TABLE":
+            name = str(node.get("table_name", "")).lower()
+            if node.get("schema_name") or node.get("catalog_name"):
+                raise BadInput(f"qualified table name {name} is not allowed")
+            if not _TABLE_NAME.match(name) or name.startswith(_CATALOG_PREFIXES):
+                raise BadInput(
+                    f'unknown table name "{name}": expected a dataset slug such as '
+                    'bevoelkerung or a version such as "bevoelkerung@3" (quoted)'
+                )
+        elif kind == "TABLE_FUNCTION":
+            function = node.get("function") or {}
+            name = str(function.get("function_name", "")).lower()
+            if name not in _TABLE_FUNCTIONS:
+                raise BadInput(f"table function {name}() is not allowed")
+        elif node.get("class") == "FUNCTION":
+            name = str(node.get("function_name", "")).lower()
+            if (
+                name in _DENIED_FUNCTIONS
+                or name.startswith(_DENIED_PREFIXES)
+                or name.endswith(_DENIED_SUFFIXES)
+            ):
+                raise BadInput(
+                    f"function {name}() is not allowed: it can reach files, settings or the "
+                    "environment outside the query"
+                )
+        stack.extend(node.values())
 
 
 def _function_names(func: exp.Func) -> list[str]:
