@@ -793,7 +793,7 @@ def profile(data: Data, n: int) -> None:
         setattr(owner, name, timed)
 
     wrap(accounts_mod.Accounts, "resolve_token", "token lookup (Accounts.resolve_token)")
-    wrap(gate_mod.Gate, "_load", "dataset + grants from the store (Gate._load)")
+    wrap(gate_mod.Gate, "_query", "dataset + grants from the store (Gate._query, cached 2 s)")
     wrap(gate_mod.Gate, "source", "Gate.source (incl. _load, snapshot)")
     wrap(delta_mod, "snapshot_files", "Delta snapshot (cached)")
     wrap(pool_mod.Pool, "connect", "DuckDB connection setup (Pool.connect)")

@@ -75,6 +75,7 @@ def test_passwords_tokens_and_sessions(gate: Gate) -> None:
     # expiry and revocation
     with gate.pool.store.session() as s, s.begin():
         s.execute(update(ApiToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    acc.forget_tokens()  # as after TOKEN_CACHE_SECONDS: the change came from outside
     with pytest.raises(Unauthenticated, match="expired"):
         acc.resolve_token(token)
     t2 = acc.create_token("nrw-analyst", scope="write", days=1)
@@ -216,3 +217,41 @@ def test_audit_group_commit_keeps_one_chain(gate: Gate) -> None:
     result = log.verify()
     assert result.ok and result.entries == 200
     assert {e.actor for e in log.entries(limit=500)} == {f"u{i}" for i in range(200)}
+
+
+def test_versions_too_large_for_the_cache_are_read_from_parquet(tmp_path: Path) -> None:
+    """With no room in the engine's cache, rows and SQL read the files and grants still hold."""
+    import datenlabor
+
+    pool = datenlabor.open(tmp_path / "pool", user="t", cache_bytes=1)
+    try:
+        gate = Gate(pool)
+        _people(gate.accounts)
+        steward = gate.accounts.authenticate("steward", PW)
+        nrw = gate.accounts.authenticate("nrw-analyst", PW)
+        publishing.ingest(
+            gate,
+            steward,
+            _csv(tmp_path),
+            dataset="gemeinden",
+            meta=DatasetMeta(visibility="restricted"),
+        )
+        grants.add_grant(
+            gate,
+            steward,
+            "gemeinden",
+            org="nrw",
+            hide_columns=["sachbearbeiter"],
+            rows="ags LIKE '05%'",
+        )
+        page1 = gate.rows(nrw, "gemeinden", [("limit", "1")])
+        assert page1.table.to_pylist() == [
+            {"ags": "05111000", "name": "Düsseldorf", "einwohner": 620523}
+        ]
+        page2 = gate.rows(nrw, "gemeinden", [("limit", "1"), ("after", page1.next or "")])
+        assert page2.table.column("name").to_pylist() == ["Köln"] and page2.next is None
+        res = gate.sql(nrw, "SELECT string_agg(name, ',' ORDER BY name) AS n FROM gemeinden")
+        assert res.table.to_pylist() == [{"n": "Düsseldorf,Köln"}]
+        assert gate.engine.cached_table(page1.source.files, page1.source.raw_schema) is None
+    finally:
+        pool.store.dispose()

@@ -44,10 +44,10 @@ def test_join_of_two_datasets_reports_both_with_slug_and_version() -> None:
     )
     assert checked == CheckedQuery(
         sql='SELECT a.ags, b.n FROM bevoelkerung a JOIN "arbeitsmarkt@2" b USING (ags)',
-        tables=[
+        tables=(
             TableRef("bevoelkerung", "bevoelkerung", None),
             TableRef("arbeitsmarkt@2", "arbeitsmarkt", 2),
-        ],
+        ),
     )
 
 
@@ -75,10 +75,10 @@ def test_cte_scoping_follows_duckdb() -> None:
 
 def test_quoted_version_and_hyphenated_slug() -> None:
     checked = check_select('SELECT * FROM "kreis-daten" JOIN "kreis-daten@12" USING (ags)')
-    assert checked.tables == [
+    assert checked.tables == (
         TableRef("kreis-daten", "kreis-daten", None),
         TableRef("kreis-daten@12", "kreis-daten", 12),
-    ]
+    )
 
 
 def test_names_are_lower_case_unique_and_in_order_of_appearance() -> None:
@@ -133,7 +133,7 @@ def test_common_analyses_are_accepted(sql: str) -> None:
     ],
 )
 def test_queries_without_datasets_need_no_tables(sql: str) -> None:
-    assert check_select(sql).tables == []
+    assert check_select(sql).tables == ()
 
 
 # --- rejected queries --------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_several_statements_are_rejected(sql: str) -> None:
 
 @pytest.mark.parametrize("sql", ["SELECT 1 /* ; DROP TABLE x */", "SELECT 1 -- ; DROP TABLE x"])
 def test_a_second_statement_inside_a_comment_is_just_a_comment(sql: str) -> None:
-    assert check_select(sql).tables == []
+    assert check_select(sql).tables == ()
 
 
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment", ";", "/* x */ ;"])

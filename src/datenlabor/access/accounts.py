@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,8 @@ USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 ORG_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,99}$")
 TOKEN_PREFIX = "dl_"
 SCOPES = ("read", "write")
-SESSION_HOURS = 8  # a working day; the browser must sign in again after that
+SESSION_HOURS = 8
+TOKEN_CACHE_SECONDS = 2.0  # a working day; the browser must sign in again after that
 
 
 def _now() -> datetime:
@@ -92,6 +94,8 @@ class Accounts:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # token hash -> (reuse until (monotonic), principal, token expiry)
+        self._tokens: dict[str, tuple[float, Principal, datetime | None]] = {}
 
     # -- organisations -------------------------------------------------------------------
     def add_org(self, slug: str, name: str) -> Organisation:
@@ -203,7 +207,9 @@ class Accounts:
             if password is not None:
                 check_strength(password)
                 user.password_hash = hash_password(password)
-            return UserInfo.of(user)
+            info = UserInfo.of(user)
+        self.forget_tokens()  # role, organisation or activity of token holders may differ now
+        return info
 
     def authenticate(self, username: str, password: str) -> Principal:
         """Check a local password; the same error for unknown users and wrong passwords."""
@@ -285,13 +291,29 @@ class Accounts:
             if t is None or t.user_id != user.id:
                 raise NotFound(f"user {username!r} has no token {token_id}")
             t.revoked_at = t.revoked_at or _now()
+        self.forget_tokens()
 
     def resolve_token(self, token: str) -> Principal:
+        """The token's user; reused for ``TOKEN_CACHE_SECONDS`` without asking the store
+        (revocations and deactivations through this process apply at once)."""
+        digest = _sha256(token)
+        now_mono = time.monotonic()
+        hit = self._tokens.get(digest)
+        if hit is not None and hit[0] > now_mono and (hit[2] is None or hit[2] > _now()):
+            return hit[1]
+        principal, expires = self._resolve_token(digest)
+        self._tokens[digest] = (now_mono + TOKEN_CACHE_SECONDS, principal, expires)
+        return principal
+
+    def forget_tokens(self) -> None:
+        self._tokens.clear()
+
+    def _resolve_token(self, digest: str) -> tuple[Principal, datetime | None]:
         with self.store.session() as s, s.begin():
             t = s.scalar(
                 select(ApiToken)
                 .options(joinedload(ApiToken.user).joinedload(User.organisation))
-                .where(ApiToken.token_hash == _sha256(token))
+                .where(ApiToken.token_hash == digest)
             )
             now = _now()
             expires = _aware(t.expires_at) if t else None
@@ -302,7 +324,7 @@ class Accounts:
             last = _aware(t.last_used_at)
             if last is None or now - last > timedelta(minutes=5):  # not a write per request
                 t.last_used_at = now
-            return principal_of(t.user, t.scope)
+            return principal_of(t.user, t.scope), expires
 
     # -- browser sessions ----------------------------------------------------------------
     def start_session(self, username: str) -> tuple[str, str]:

@@ -182,8 +182,9 @@ class AuditLog:
                     for slug in ev.datasets
                 ]
                 s.add(entry)
-                s.flush()  # ids in chain order
                 prev = entry.hash
+            # One flush: the unit of work inserts the entries in the order they were added,
+            # so their ids follow the chain (verify() walks by id).
 
     # -- reading -------------------------------------------------------------------------
     def verify(self, batch: int = 5000) -> VerifyResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,8 +26,10 @@ from datenlabor.pool import delta
 from datenlabor.pool.info import DatasetInfo, VersionInfo
 from datenlabor.pool.pool import Pool
 from datenlabor.query.connection import quote_ident, quote_literal
+from datenlabor.service.engine import Engine
 from datenlabor.store.models import Dataset, Version
 
+CACHE_SECONDS = 2.0  # how long catalogue entries and tokens are reused without asking the store
 DOWNLOAD_FORMATS = ("csv", "parquet", "xlsx", "json")
 CSV_DIALECTS = ("de", "intl")
 
@@ -101,11 +104,37 @@ class Gate:
         self.pool = pool
         self.accounts = Accounts(pool.store)
         self.audit = AuditLog(pool.store)
-        self._duck: duckdb.DuckDBPyConnection | None = None
-        self._duck_lock = threading.Lock()
+        self._datasets: dict[str, tuple[float, Dataset | None]] = {}
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
 
     # -- what a caller sees ---------------------------------------------------------------
-    def _load(self, slug: str) -> Dataset | None:
+    def load(self, slug: str, *, fresh: bool = False) -> Dataset | None:
+        """The dataset with versions, publisher and grants (None if absent or deleted).
+
+        Reads are served from a short-lived per-process cache (``CACHE_SECONDS``): a busy
+        API would otherwise spend more time asking the store than reading data. Changes
+        made through this process are seen at once (:meth:`forget`); changes made by
+        another process (CLI, another worker) within ``CACHE_SECONDS``. Permission checks
+        of writes always read fresh.
+        """
+        now = time.monotonic()
+        if not fresh:
+            hit = self._datasets.get(slug)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        d = self._query(slug)
+        self._datasets[slug] = (now + CACHE_SECONDS, d)
+        return d
+
+    def forget(self, slug: str | None = None) -> None:
+        """Drop cached catalogue entries after a change (all of them without ``slug``)."""
+        if slug is None:
+            self._datasets.clear()
+        else:
+            self._datasets.pop(slug, None)
+
+    def _query(self, slug: str) -> Dataset | None:
         with self.pool.store.session() as s:
             return s.scalar(
                 select(Dataset)
@@ -119,7 +148,7 @@ class Gate:
 
     def dataset(self, p: Principal, slug: str) -> tuple[Dataset, DatasetView]:
         """The dataset and the caller's view of it; NotFound if the caller may not see it."""
-        d = self._load(slug)
+        d = self.load(slug)
         view = view_of(p, d) if d is not None and d.versions else None
         if d is None or view is None:
             raise NotFound(f"no dataset {slug!r}")
@@ -187,22 +216,25 @@ class Gate:
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the service's shared in-memory DuckDB database (only our own SQL).
-
-        One database per process shares the memory limit, the thread pool and the Parquet
-        metadata cache between requests; each cursor has its own temporary views. User SQL
-        never runs here: it gets a fresh, locked-down connection (see :meth:`sql`).
-        """
-        with self._duck_lock:
-            if self._duck is None:
-                self._duck = self.pool.connect()
-                self._duck.execute("SET parquet_metadata_cache = true")
-            shared = self._duck
-        con = shared.cursor()
+        """A fresh connection with file access, for exports and reports (our SQL only)."""
+        con = self.pool.connect()
         try:
             yield con
         finally:
             con.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The per-process query engine for rows and user SQL (created on first use)."""
+        with self._engine_lock:
+            if self._engine is None:
+                settings = self.pool.settings
+                self._engine = Engine(
+                    self.pool.root / "tmp",
+                    memory_limit=settings.service_memory,
+                    cache_bytes=settings.cache_bytes,
+                )
+            return self._engine
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str, src: Source) -> None:
         """Make ``name`` a view of what the caller may see of ``src``, without file access.
@@ -304,9 +336,17 @@ class Gate:
             # silently continue in a version published in between.
             params = [*params, ("version", str(src.version))]
         req = parse_rows_request(params, {f.name: f.type for f in src.schema})
-        relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
-        with self.connection() as con:
+        cached = self.engine.cached_table(src.files, src.raw_schema)
+        if cached is not None:
+            con = self.engine.cursor()
+            relation = f"({src.select_sql(quote_ident(cached), row_id=True)})"
+        else:  # too large to keep in memory: scan the Parquet files
+            con = self.pool.connect()
+            relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
+        try:
             pg = page(con, relation, req, scan_in_row_order=True)
+        finally:
+            con.close()
         query = "&".join(f"{k}={v}" for k, v in params)
         self.record(p, "read", [src], client=client, rows=pg.table.num_rows, query=query or None)
         return RowsResult(pg.table, pg.next, src)
@@ -325,12 +365,13 @@ class Gate:
         checked = check_select(sql)
         sources = [self.source(p, t.slug, t.version) for t in checked.tables]
         limit = min(max_rows or self.pool.settings.sql_max_rows, self.pool.settings.sql_max_rows)
-        con = self.pool.connect()
+        # A cursor of the engine's database: no file access, configuration locked, and only
+        # the caller's views of the named datasets under names the query may use.
+        con = self.engine.cursor()
         try:
             for t, src in zip(checked.tables, sources, strict=True):
-                self.register(con, t.name, src)
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
+                raw = self.engine.raw_relation(con, src.files, src.raw_schema)
+                con.execute(f"CREATE TEMP VIEW {quote_ident(t.name)} AS {src.select_sql(raw)}")
             try:
                 result = run_limited(
                     con, checked.sql, max_rows=limit, timeout_s=self.pool.settings.sql_timeout_s

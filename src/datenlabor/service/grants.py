@@ -60,7 +60,7 @@ def add_grant(
 
     if (org is None) == (user is None):
         raise BadInput("a grant is for exactly one organisation (--org) or one user (--user)")
-    d = gate._load(slug)
+    d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
@@ -99,6 +99,7 @@ def add_grant(
         s.add(grant)
         s.flush()
         info = GrantInfo.of(grant, slug)
+    gate.forget(slug)
     gate.audit.log(
         p,
         "grant",
@@ -111,7 +112,7 @@ def add_grant(
 
 
 def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
-    d = gate._load(slug)
+    d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
@@ -123,7 +124,7 @@ def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
 def revoke_grant(
     gate: Gate, p: Principal, slug: str, grant_id: int, *, client: str | None = None
 ) -> None:
-    d = gate._load(slug)
+    d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
@@ -132,6 +133,7 @@ def revoke_grant(
         if g is None or g.dataset_id != d.id:
             raise NotFound(f"dataset {slug!r} has no grant {grant_id}")
         s.delete(g)
+    gate.forget(slug)
     gate.audit.log(
         p,
         "revoke",

@@ -39,7 +39,7 @@ def ingest(
 ) -> VersionInfo:
     """A new version of ``dataset`` (created on first load) from a file on disk."""
     meta = meta or DatasetMeta()
-    existing = gate._load(dataset)
+    existing = gate.load(dataset, fresh=True)
     if existing is not None and existing.versions:
         require_manage(p, existing)
         if meta.publisher and existing.publisher and meta.publisher != existing.publisher.slug:
@@ -53,6 +53,7 @@ def ingest(
     try:
         version = gate.pool.ingest(path, dataset=dataset, meta=meta, user=p.label(), **options)
     except Exception as exc:
+        gate.forget(dataset)
         gate.audit.log(
             p,
             "upload",
@@ -61,6 +62,7 @@ def ingest(
             client=client,
         )
         raise
+    gate.forget(dataset)
     gate.audit.log(
         p,
         "upload",
@@ -83,13 +85,14 @@ def ingest(
 def update_metadata(
     gate: Gate, p: Principal, slug: str, meta: DatasetMeta, *, client: str | None = None
 ) -> DatasetInfo:
-    d = gate._load(slug)
+    d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
     if meta.publisher and (d.publisher is None or meta.publisher != d.publisher.slug):
         require_manage(p, None, _org_id(gate, meta.publisher))
     info = gate.pool.update_metadata(slug, meta)
+    gate.forget(slug)
     gate.audit.log(
         p,
         "metadata",
@@ -102,11 +105,12 @@ def update_metadata(
 
 
 def delete(gate: Gate, p: Principal, slug: str, *, client: str | None = None) -> str:
-    d = gate._load(slug)
+    d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
     purge = gate.pool.delete(slug, retention_days=gate.pool.settings.retention_days)
+    gate.forget(slug)
     gate.audit.log(
         p,
         "delete",
