@@ -218,6 +218,18 @@ def test_upload_new_versions_and_abuse(env) -> None:  # type: ignore[no-untyped-
         data={"mode": "append"},
     )
     assert r.status_code == 201 and r.json()["version"]["version"] == 2
+    assert r.json()["version"]["source_name"] == "b.csv"  # the sender's name, not a temp file
+    diff = client.get("/api/v1/datasets/antraege/diff?from=1&to=2", headers=auth(tokens["steward"]))
+    assert diff.status_code == 200, diff.text
+    assert diff.json()["diff"]["rows"]["added"] == 1
+    assert diff.json()["provenance"]["datasets"] == [
+        {"slug": "antraege", "version": 1},
+        {"slug": "antraege", "version": 2},
+    ]
+    same = client.get("/api/v1/datasets/antraege/diff", headers=auth(tokens["steward"]))
+    assert same.json()["diff"]["from"] == 1 and same.json()["diff"]["to"] == 2
+    bad = client.get("/api/v1/datasets/antraege/diff?from=0", headers=auth(tokens["steward"]))
+    assert bad.status_code == 400
     # others may not publish, read tokens may not write
     for who in ("nrw", "nrw-read", "viewer"):
         r = client.post(

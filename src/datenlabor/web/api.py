@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -170,17 +170,16 @@ def get_quality(
 def get_diff(
     slug: str,
     request: Request,
-    from_: int = 0,
-    to: int = 0,
-    limit: int = 20,
+    from_: int | None = Query(None, alias="from", ge=1, description="older version"),
+    to: int | None = Query(None, ge=1, description="newer version (default: latest)"),
+    limit: int = Query(20, ge=1, le=1000, description="example rows per kind of change"),
     p: Principal = Depends(principal),
 ) -> dict[str, Any]:
+    """Differences between two versions (default: the latest and the one before)."""
     gate = gate_of(request)
-    a = from_ or int(request.query_params.get("from", "0") or 0)
-    versions = gate.versions(p, slug)
-    b = to or versions[-1].version
-    a = a or max(1, b - 1)
-    result = gate.diff(p, slug, a, b, limit=min(max(limit, 1), 1000), client=client_of(request))
+    b = to or gate.versions(p, slug)[-1].version
+    a = from_ or max(1, b - 1)
+    result = gate.diff(p, slug, a, b, limit=limit, client=client_of(request))
     result = json.loads(json.dumps(result, default=jsonable))
     return {
         "diff": result,
@@ -408,8 +407,6 @@ def create_token(
     body: TokenIn, request: Request, p: Principal = Depends(principal)
 ) -> dict[str, Any]:
     p.require_write()
-    if p.via == "write" and body.scope == "write":
-        pass
     gate = gate_of(request)
     token = gate.accounts.create_token(
         p.username or "", scope=body.scope, days=body.days, name=body.name
