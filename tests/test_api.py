@@ -364,3 +364,34 @@ def test_every_route_with_every_role_leaks_nothing(env, who: str) -> None:  # ty
     assert r.status_code == 200 and r.json()["title"] == "geheim"
     users = client.get("/api/v1/users", headers=auth(tokens["admin"])).json()["users"]
     assert "mallory" not in [u["username"] for u in users]
+
+
+def test_oversized_requests_get_413_not_500(env) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = env
+    h = auth(tokens["admin"])
+    huge = "x" * (2 * 1024 * 1024)
+    r = client.post("/api/v1/sql", json={"sql": huge}, headers=h)
+    assert r.status_code == 413 and "larger" in r.json()["error"]
+    r = client.patch("/api/v1/datasets/intern", content=huge.encode(), headers=h)
+    assert r.status_code == 413
+
+    def chunks():  # no Content-Length: counted while it arrives
+        for _ in range(40):
+            yield b"y" * 65536
+
+    r = client.post(
+        "/api/v1/sql", content=chunks(), headers={**h, "content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    # invalid JSON and wrong types are 400, not 500
+    assert (
+        client.post(
+            "/api/v1/sql", content=b"{nope", headers={**h, "content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert client.post("/api/v1/sql", json={"sql": 5}, headers=h).status_code == 400
+    assert (
+        client.get("/api/v1/datasets/intern/rows?limit=99999999999", headers=h).status_code == 400
+    )
+    assert client.get("/api/v1/datasets/intern/rows?after=%%%", headers=h).status_code == 400

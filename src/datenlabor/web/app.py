@@ -11,6 +11,7 @@ from datenlabor import __version__
 from datenlabor.pool.pool import Pool
 from datenlabor.service.gate import Gate
 from datenlabor.web import api, errors, oidc
+from datenlabor.web.limits import BodyLimit
 
 
 def create_app(pool: Pool) -> FastAPI:
@@ -22,6 +23,7 @@ def create_app(pool: Pool) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
     )
+    app.add_middleware(BodyLimit)
     app.state.gate = Gate(pool)
     app.state.pool = pool
     html_handler = None
