@@ -450,11 +450,21 @@ _register_admin_commands()
 
 
 def main() -> None:
+    import duckdb
+
+    from datenlabor.config import load_settings
+
     try:
         app()
     except DatenlaborError as exc:
         sys.stderr.write(f"Fehler / error: {exc}\n")
         raise SystemExit(exc.exit_code) from None
+    except duckdb.OutOfMemoryException as exc:
+        sys.stderr.write(
+            "Fehler / error: out of memory (nothing was changed); raise DATENLABOR_DUCKDB_MEMORY"
+            f" (now {load_settings().duckdb_memory}): {str(exc).splitlines()[0]}\n"
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ class Settings(BaseSettings):
     duckdb_memory: str = Field(default="600MB", description="DuckDB memory limit per job")
     # -- service --------------------------------------------------------------------------
     cache_bytes: int = Field(
-        default=1024**3, description="Versions kept in memory by the service (uncompressed bytes)"
+        default=512 * 1024**2,
+        description="Versions kept in memory by the service (uncompressed bytes)",
     )
-    service_memory: str = Field(default="2GB", description="DuckDB memory limit of the service")
+    service_memory: str = Field(default="1GB", description="DuckDB memory limit of the service")
     sql_timeout_s: float = Field(default=30.0, description="Time limit of one API SQL query")
     sql_max_rows: int = Field(default=10_000, description="Rows one API SQL query returns")
     max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted upload")

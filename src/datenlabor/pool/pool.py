@@ -130,7 +130,7 @@ class Pool:
                 sample_bytes=self.settings.csv_sample_bytes,
                 progress=lambda f: report("read", f),
             )
-            staged = self._stage(con, reading, staging, report)
+            reading, staged = self._stage(con, reading, staging, report)
             if user_schema is not None:
                 con.execute(
                     f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}"
@@ -162,16 +162,43 @@ class Pool:
 
     def _stage(
         self, con: duckdb.DuckDBPyConnection, reading: Reading, staging: Path, report: Progress
-    ) -> delta.StagedFiles:
+    ) -> tuple[Reading, delta.StagedFiles]:
+        """Parse and write the rows to Parquet in ``staging``.
+
+        If the reading was opened with a guessed encoding that the background scan then
+        contradicts, whatever was staged is discarded and the file is read again with the
+        scanned encoding; the returned reading is the one the rows came from.
+        """
         report("parse", 0.0)
-        while True:
-            try:
-                with _watch_progress(con, lambda f: report("parse", f)):
-                    return delta.stage(con, delta.delta_select(con, reading.relation), staging)
-            except duckdb.Error as exc:
-                if reading.retry_after(con, exc):
-                    continue
-                raise duckdb_error(exc, reading.source.path) from exc
+
+        def attempt(r: Reading) -> delta.StagedFiles:
+            while True:
+                try:
+                    with _watch_progress(con, lambda f: report("parse", f)):
+                        return delta.stage(con, delta.delta_select(con, r.relation), staging)
+                except duckdb.Error as exc:
+                    if not r.guess_failed and r.retry_after(con, exc):
+                        continue
+                    raise duckdb_error(exc, r.source.path) from exc
+
+        staged: delta.StagedFiles | None = None
+        try:
+            if not reading.guess_failed:
+                staged = attempt(reading)
+        except Exception:
+            if reading.settle():
+                raise
+        if reading.settle() and staged is not None:
+            return reading, staged
+        if staged is not None:
+            staged.discard()
+        reading.cleanup()
+        exact = reading.reopen()
+        try:
+            return exact, attempt(exact)
+        except BaseException:
+            exact.cleanup()
+            raise
 
     def _commit(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -81,6 +82,16 @@ def install(app: FastAPI, html_handler: object = None) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return answer(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(duckdb.OutOfMemoryException)
+    async def _memory(request: Request, exc: duckdb.OutOfMemoryException) -> Response:
+        log.warning("out of memory on %s: %s", request.url.path, exc)
+        return answer(
+            request,
+            503,
+            "the server ran out of memory for this operation (nothing was changed); try again "
+            "later, or ask the administrator to raise DATENLABOR_DUCKDB_MEMORY",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

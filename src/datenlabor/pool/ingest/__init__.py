@@ -6,6 +6,7 @@ first bytes (Parquet magic, ZIP container, JSON bracket, GENESIS header) and its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from datenlabor.errors import BadInput
 from datenlabor.pool.ingest.csv import CsvOptions, open_csv
 from datenlabor.pool.ingest.formats import open_json, open_parquet, open_xlsx
 from datenlabor.pool.ingest.reading import Reading
-from datenlabor.pool.ingest.source import SourceFile, read_head, scan
+from datenlabor.pool.ingest.source import BackgroundScan, SourceFile, guess, read_head, scan
 
 FORMATS = ("auto", "csv", "genesis", "xlsx", "parquet", "json")
 
@@ -57,8 +58,15 @@ def open_reading(
     work_dir: Path,
     sample_bytes: int,
     progress: Callable[[float], None] | None = None,
+    scanned: SourceFile | None = None,
 ) -> Reading:
-    """Scan ``path`` (size, SHA-256, encoding) and open it with the right reader."""
+    """Scan ``path`` (size, SHA-256, encoding) and open it with the right reader.
+
+    A CSV file that DuckDB can read as it is (UTF-8, or cp1252 without C1 bytes) is opened
+    with the encoding guessed from its sample while the scan runs in the background; the
+    reading's :meth:`Reading.settle` then tells whether the scan confirmed the guess.
+    ``scanned`` is the result of a scan already done (no new pass, no guess).
+    """
     if fmt not in FORMATS:
         raise BadInput(
             f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", file=str(path)
@@ -68,28 +76,77 @@ def open_reading(
     chosen = detect_format(path) if fmt == "auto" else fmt
     text = chosen in ("csv", "genesis")
     opts = csv or CsvOptions()
-    src = scan(path, text=text, encoding=opts.encoding if text else None, progress=progress)
-    if chosen == "parquet":
-        return open_parquet(con, src)
-    if chosen == "json":
-        return open_json(con, src)
-    if chosen == "xlsx":
+    if not text:
+        src = scanned or scan(path, text=False, progress=progress)
+        if chosen == "parquet":
+            return open_parquet(con, src)
+        if chosen == "json":
+            return open_json(con, src)
         return open_xlsx(con, src, sheet=sheet)
+
+    def open_scanned(src: SourceFile) -> Reading:
+        return _open_text(con, src, chosen, fmt, opts, work_dir=work_dir, sample_bytes=sample_bytes)
+
+    if scanned is not None:
+        return open_scanned(scanned)
+    guessed = guess(path, encoding=opts.encoding, limit=sample_bytes)
+    if not guessed.direct:  # transcoding needs the exact encoding first
+        return open_scanned(scan(path, text=True, encoding=opts.encoding, progress=progress))
+    pending = BackgroundScan(path, encoding=opts.encoding, guessed=guessed, on_wrong=con.interrupt)
+    try:
+        exact: SourceFile | None = None
+        try:
+            if chosen == "genesis" or _genesis_kind(guessed) is not None:
+                exact = pending.result()  # GENESIS exports are small: no guessing
+            else:
+                reading = open_csv(con, guessed, opts, work_dir=work_dir, sample_bytes=sample_bytes)
+        except Exception:
+            exact = pending.result()  # its errors first, as if the scan had run first
+            if exact.same_reading(guessed):
+                raise
+        if exact is not None:
+            return open_scanned(exact)
+    except BaseException:
+        pending.cancel()
+        raise
+    reading.pending = pending
+    reading.reopen_with = open_scanned
+    return reading
+
+
+def _open_text(
+    con: duckdb.DuckDBPyConnection,
+    src: SourceFile,
+    chosen: str,
+    fmt: str,
+    opts: CsvOptions,
+    *,
+    work_dir: Path,
+    sample_bytes: int,
+) -> Reading:
     genesis_kind = _genesis_kind(src)
     if chosen == "genesis" and genesis_kind is None:
         raise BadInput(
             "not a GENESIS export (no 'GENESIS-Tabelle' header, no flat-file columns)",
-            file=str(path),
+            file=str(src.path),
         )
     if genesis_kind is not None and (chosen == "genesis" or fmt == "auto"):
         return _open_genesis(con, src, genesis_kind)
     return open_csv(con, src, opts, work_dir=work_dir, sample_bytes=sample_bytes)
 
 
+# Every GENESIS header or flat-file header line holds one of these (checked before importing
+# the GENESIS reader, which takes ~0.3 s to import).
+_GENESIS_HINT = re.compile(r"genesis-tabelle|statistics_code|statistik_code", re.IGNORECASE)
+
+
 def _genesis_kind(src: SourceFile) -> str | None:
+    head = read_head(src, 64 * 1024)
+    if not _GENESIS_HINT.search(head):
+        return None
     from datenlabor.pool.ingest.genesis import sniff_genesis
 
-    return sniff_genesis(read_head(src, 64 * 1024))
+    return sniff_genesis(head)
 
 
 def _open_genesis(con: duckdb.DuckDBPyConnection, src: SourceFile, kind: str) -> Reading:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import duckdb
 
 from datenlabor.errors import BadInput
-from datenlabor.pool.ingest.source import SourceFile
+from datenlabor.pool.ingest.source import BackgroundScan, SourceFile
 
 
 @dataclass
@@ -20,6 +21,10 @@ class Reading:
     ``relation`` is a DuckDB FROM-clause expression (a table function call or a view name)
     that yields the rows in file order. ``line_offset`` is the number of file lines before
     the first data row, so that data row n is file line n + line_offset.
+
+    A CSV reading may be opened with the encoding guessed from its sample while the exact
+    pass over the file (``pending``) still runs; :meth:`settle` waits for that pass, and if
+    it contradicts the guess, :meth:`reopen` gives the reading with the exact encoding.
     """
 
     source: SourceFile
@@ -28,12 +33,44 @@ class Reading:
     detection: dict[str, Any] = field(default_factory=dict)
     line_offset: int = 1
     temp_files: list[Path] = field(default_factory=list)
+    pending: BackgroundScan | None = None
+    reopen_with: Callable[[SourceFile], Reading] | None = None
+    _scanned: SourceFile | None = None
+
+    @property
+    def guess_failed(self) -> bool:
+        """True once the background pass has found bytes that contradict the guess."""
+        return self.pending is not None and self.pending.wrong.is_set()
+
+    def settle(self) -> bool:
+        """Wait for the background pass; True if the guessed encoding was the right one.
+
+        Then ``source`` becomes the scanned file (size, SHA-256). Errors of the pass (an
+        unreadable file) are raised here, as they would have been by a pass run first.
+        """
+        if self.pending is None:
+            return self._scanned is None
+        scanned = self.pending.result()
+        self.pending = None
+        if scanned.same_reading(self.source):
+            self.source = scanned
+            return True
+        self._scanned = scanned
+        return False
+
+    def reopen(self) -> Reading:
+        """The same file opened with the scanned encoding (after :meth:`settle` said False)."""
+        assert self._scanned is not None and self.reopen_with is not None
+        return self.reopen_with(self._scanned)
 
     def retry_after(self, con: duckdb.DuckDBPyConnection, error: duckdb.Error) -> bool:
         """Adapt to a parse error met while staging; True if staging should be retried."""
         return False
 
     def cleanup(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         for path in self.temp_files:
             path.unlink(missing_ok=True)
 
