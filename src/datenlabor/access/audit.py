@@ -73,8 +73,9 @@ def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def entry_hash(prev_hash: str, e: AuditEntry) -> str:
-    body = {
+def _content(e: AuditEntry) -> dict[str, Any]:
+    """What an entry says (everything but id and chain), as the hash and exports show it."""
+    return {
         "at": _utc(e.at).astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": e.actor,
         "organisation": e.organisation,
@@ -86,6 +87,10 @@ def entry_hash(prev_hash: str, e: AuditEntry) -> str:
         "detail": e.detail,
         "client": e.client,
     }
+
+
+def entry_hash(prev_hash: str, e: AuditEntry) -> str:
+    body = _content(e)
     canon = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256((prev_hash + canon).encode()).hexdigest()
 
@@ -246,17 +251,4 @@ class AuditLog:
 
 
 def entry_dict(e: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "at": _utc(e.at).isoformat(),
-        "actor": e.actor,
-        "organisation": e.organisation,
-        "action": e.action,
-        "datasets": e.datasets,
-        "query": e.query,
-        "rows": e.rows,
-        "outcome": e.outcome,
-        "detail": e.detail,
-        "client": e.client,
-        "hash": e.hash,
-    }
+    return {"id": e.id, **_content(e), "hash": e.hash}

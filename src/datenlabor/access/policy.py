@@ -17,7 +17,6 @@ is for admins and the publishing organisation's stewards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, or_, select
@@ -114,10 +113,3 @@ def require_manage(p: Principal, d: Dataset | None, publisher_id: int | None = N
         raise Forbidden(
             f"only admins and stewards of the publishing organisation may change {what}"
         )
-
-
-def hidden_union(views: Iterable[DatasetView]) -> set[str]:
-    out: set[str] = set()
-    for v in views:
-        out |= v.hidden_columns
-    return out

@@ -239,16 +239,7 @@ def _check_duckdb_tree(sql: str) -> None:
             if name not in _TABLE_FUNCTIONS:
                 raise BadInput(f"table function {name}() is not allowed")
         elif node.get("class") == "FUNCTION":
-            name = str(node.get("function_name", "")).lower()
-            if (
-                name in _DENIED_FUNCTIONS
-                or name.startswith(_DENIED_PREFIXES)
-                or name.endswith(_DENIED_SUFFIXES)
-            ):
-                raise BadInput(
-                    f"function {name}() is not allowed: it can reach files, settings or the "
-                    "environment outside the query"
-                )
+            _refuse_denied(str(node.get("function_name", "")).lower())
         stack.extend(node.values())
 
 
@@ -258,18 +249,22 @@ def _function_names(func: exp.Func) -> list[str]:
     return [name.lower() for name in type(func).sql_names()]
 
 
+def _refuse_denied(name: str) -> None:
+    if (
+        name in _DENIED_FUNCTIONS
+        or name.startswith(_DENIED_PREFIXES)
+        or name.endswith(_DENIED_SUFFIXES)
+    ):
+        raise BadInput(
+            f"function {name}() is not allowed: it can reach files, settings or the "
+            "environment outside the query"
+        )
+
+
 def _check_function(func: exp.Func) -> None:
     names = _function_names(func)
     for name in names:
-        if (
-            name in _DENIED_FUNCTIONS
-            or name.startswith(_DENIED_PREFIXES)
-            or name.endswith(_DENIED_SUFFIXES)
-        ):
-            raise BadInput(
-                f"function {name}() is not allowed: it can reach files, settings or the "
-                "environment outside the query"
-            )
+        _refuse_denied(name)
     in_from = isinstance(func.parent, (exp.Table, exp.From, exp.Join, exp.Lateral))
     if in_from and func.arg_key == "this":
         allowed = isinstance(func, _TABLE_FUNCTION_NODES) or (

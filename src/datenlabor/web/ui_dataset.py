@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,13 +10,14 @@ from fastapi.responses import Response
 
 from datenlabor.access.policy import can_manage
 from datenlabor.errors import BadInput, DatenlaborError, NotFound
-from datenlabor.pool.catalog import LICENCES, VISIBILITIES, DatasetMeta
+from datenlabor.pool.catalog import LICENCES, VISIBILITIES
 from datenlabor.service import grants as grant_ops
 from datenlabor.service import publishing
 from datenlabor.service.gate import CSV_DIALECTS, DOWNLOAD_FORMATS
 from datenlabor.web.auth import client_of
 from datenlabor.web.errors import status_of
 from datenlabor.web.ui_core import caller, field, form_of, gate_of, redirect, render, url_with
+from datenlabor.web.upload_flow import meta_from_fields
 
 router = APIRouter(include_in_schema=False)
 
@@ -174,35 +174,13 @@ def _failed(request: Request, slug: str, exc: DatenlaborError) -> Response:
     return dataset_page(request, slug, manage_error=str(exc), status=status)
 
 
-def _listed(raw: str) -> list[str]:
-    return [x.strip() for x in raw.split(",") if x.strip()]
-
-
-def _day(raw: str, name: str) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise BadInput(f"{raw!r} is not a date (YYYY-MM-DD)", column=name) from None
-
-
 @router.post("/datasets/{slug}/metadata")
 async def edit_metadata(request: Request, slug: str) -> Response:
     p, form = await form_of(request)
     try:
-        meta = DatasetMeta(
-            title=field(form, "title") or None,
-            description=field(form, "description"),
-            licence=field(form, "licence") or None,
-            keywords=_listed(field(form, "keywords")),
-            themes=_listed(field(form, "themes")),
-            spatial=_listed(field(form, "spatial")),
-            temporal_start=_day(field(form, "temporal_start"), "temporal_start"),
-            temporal_end=_day(field(form, "temporal_end"), "temporal_end"),
-            contact_point=field(form, "contact_point") or None,
-            visibility=field(form, "visibility") or None,
-        )
+        names = ("title", "description", "licence", "keywords", "themes", "spatial",
+                 "temporal_start", "temporal_end", "contact_point", "visibility")  # fmt: skip
+        meta = meta_from_fields({n: field(form, n) for n in names}, editing=True)
         publishing.update_metadata(gate_of(request), p, slug, meta, client=client_of(request))
     except DatenlaborError as exc:
         return _failed(request, slug, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
@@ -23,12 +23,18 @@ from datenlabor.web.auth import client_of
 from datenlabor.web.uploads import Upload, receive_upload
 
 
-def meta_from_fields(fields: dict[str, str]) -> DatasetMeta:
-    """Catalogue metadata from upload form fields (lists comma-separated, dates ISO)."""
+def meta_from_fields(fields: Mapping[str, str], *, editing: bool = False) -> DatasetMeta:
+    """Catalogue metadata from form fields (lists comma-separated, dates ISO).
+
+    An empty field leaves the value unchanged; when ``editing`` (the metadata form shows
+    every field), an empty description or list clears it.
+    """
 
     def listed(name: str) -> list[str] | None:
         raw = fields.get(name)
-        return [x.strip() for x in raw.split(",") if x.strip()] if raw else None
+        if not raw:
+            return [] if editing else None
+        return [x.strip() for x in raw.split(",") if x.strip()]
 
     def day(name: str) -> date | None:
         raw = fields.get(name)
@@ -41,7 +47,7 @@ def meta_from_fields(fields: dict[str, str]) -> DatasetMeta:
 
     return DatasetMeta(
         title=fields.get("title") or None,
-        description=fields.get("description") or None,
+        description=fields.get("description") or ("" if editing else None),
         publisher=fields.get("org") or fields.get("publisher") or None,
         licence=fields.get("licence") or None,
         keywords=listed("keywords"),
