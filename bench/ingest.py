@@ -592,8 +592,11 @@ class _PhaseTimer:
         self.missing: list[str] = []
         self.depth = 0
 
-    def wrap(self, owner: Any, attr: str, label: str) -> None:
+    def wrap(self, owner: Any, attr: str, label: str, *, background: bool = False) -> None:
+        """Time calls of ``owner.attr``; ``background`` for a function that runs in a helper
+        thread beside the other phases (its CPU is that thread's, it is not nested)."""
         import functools
+        import threading
 
         original = getattr(owner, attr, None)
         if original is None:  # the code moved on: time what exists, say what did not
@@ -603,17 +606,23 @@ class _PhaseTimer:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            event = {"label": label, "depth": timer.depth}
+            side = background or threading.current_thread() is not threading.main_thread()
+            event: dict[str, Any] = {"label": label, "depth": 0 if side else timer.depth}
+            if side:
+                event["background"] = True
             timer.events.append(event)
-            timer.depth += 1
-            w0, c0 = time.perf_counter(), os.times()
+            if not side:
+                timer.depth += 1
+            w0 = time.perf_counter()
+            c0 = time.thread_time() if side else sum(os.times()[:2])
             try:
                 return original(*args, **kwargs)
             finally:
-                c1 = os.times()
+                c1 = time.thread_time() if side else sum(os.times()[:2])
                 event["wall_s"] = time.perf_counter() - w0
-                event["cpu_s"] = (c1.user - c0.user) + (c1.system - c0.system)
-                timer.depth -= 1
+                event["cpu_s"] = c1 - c0
+                if not side:
+                    timer.depth -= 1
 
         setattr(owner, attr, timed)
 
@@ -624,12 +633,19 @@ def run_profile(csv: Path, work: Path, meta: dict) -> dict:
     import datenlabor.pool.delta as delta
     import datenlabor.pool.ingest as ingest
     import datenlabor.pool.ingest.csv as csvmod
+    import datenlabor.pool.ingest.reading as reading
+    import datenlabor.pool.ingest.source as source
     import datenlabor.pool.pool as poolmod
     import datenlabor.pool.quality as quality
     import datenlabor.pool.schema as schema
 
     t = _PhaseTimer()
+    # The scan runs in a helper thread while the file is sniffed and staged (text files
+    # DuckDB reads directly), or first, in the main thread (other formats, transcoding).
+    t.wrap(source, "scan", "1 scan: SHA-256 + UTF-8/cp1252 check (source.scan)")
     t.wrap(ingest, "scan", "1 scan: SHA-256 + UTF-8/cp1252 check (source.scan)")
+    t.wrap(ingest, "guess", "1 encoding guess from the sample (source.guess)")
+    t.wrap(reading.Reading, "settle", "4 wait for the background scan (Reading.settle)")
     t.wrap(ingest, "_genesis_kind", "  GENESIS header check (64 KiB)")
     t.wrap(csvmod, "transcode", "2 transcode to UTF-8 (source.transcode)")
     t.wrap(csvmod, "read_head", "3 read + decode sample (read_head)")
@@ -1044,10 +1060,12 @@ def render_profile(prof: dict, size_bytes: int) -> str:
     ]
     top = 0.0
     for e in prof["events"]:
-        if e["depth"] == 0:
+        if e["depth"] == 0 and not e.get("background"):
             top += e["wall_s"]
         cores = e["cpu_s"] / e["wall_s"] if e["wall_s"] > 0 else 0.0
         label = ("&nbsp;&nbsp;" * e["depth"]) + e["label"].strip()
+        if e.get("background"):
+            label += " — in a helper thread, overlapping the phases below (CPU: that thread)"
         lines.append(
             f"| {label} | {e['wall_s']:.2f} | {e['wall_s'] / prof['wall_s']:.0%} | "
             f"{e['cpu_s']:.2f} | {cores:.1f} |"

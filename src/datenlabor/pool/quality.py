@@ -331,7 +331,12 @@ class _Report:
                 f"coalesce(sum(n) FILTER (WHERE {cond}), 0)",
                 f"count(*) FILTER (WHERE {cond})",
             ]
-            aggs.append("NULL")  # examples: below, by a top-N query that needs little memory
+            # Top keys by frequency, then name: a bounded top-N aggregate (a list() over
+            # millions of distinct bad keys ran out of memory on a 1 GiB upload).
+            examples = (
+                f"min_by(key, struct_pack(a := -n, b := key), {EXAMPLES}) FILTER (WHERE {cond})"
+            )
+            aggs.append(f"coalesce({examples}, [])")
         levels = ["germany", *dict.fromkeys(_LEVELS.values())]
         for lv in levels:
             aggs.append(f"count(*) FILTER (WHERE ok AND level = '{lv}')")
@@ -341,15 +346,8 @@ class _Report:
             f"GROUP BY ALL), c AS (SELECT key, n, {ok} AS ok, {level} AS level FROM k) "
             f"SELECT * FROM (SELECT *, {known} AS known FROM c)"
         )
-        row = list(self.con.sql(f"SELECT {', '.join(aggs)} FROM ({keys})").fetchone() or ())
-        for i, cond in ((3, "NOT ok"), (6, "ok AND NOT known AND level <> 'gemeindeverband'")):
-            # A list() aggregate over millions of distinct bad keys would not fit in memory;
-            # ORDER BY ... LIMIT keeps only the top few.
-            if row[i - 1]:
-                top = f"SELECT key FROM ({keys}) WHERE {cond} ORDER BY n DESC, key LIMIT {EXAMPLES}"
-                row[i] = [r[0] for r in self.con.sql(top).fetchall()]
-            else:
-                row[i] = []
+        row = self.con.sql(f"SELECT {', '.join(aggs)} FROM ({keys})").fetchone()
+        assert row is not None
         bad, unknown = (
             dict(zip(["rows", "distinct", "examples"], row[i : i + 3], strict=True)) for i in (1, 4)
         )

@@ -21,7 +21,7 @@ import duckdb
 from datenlabor.errors import BadInput
 from datenlabor.pool.ingest.reading import Reading, first_line
 from datenlabor.pool.ingest.source import SourceFile, read_head, transcode
-from datenlabor.query.connection import quote_ident, quote_literal
+from datenlabor.query.connection import quote_literal
 
 # A column whose name says it holds an official key is text even when all values are digits.
 KEY_NAME = re.compile(
@@ -325,23 +325,28 @@ def _decide_types(
         "ts_iso": _TS_ISO,
         "bool": _BOOL,
     }
-    selects = []
-    for n in names:
-        q = quote_ident(n)
-        selects.append(f"count({q})")
-        selects.append(
-            f"count(*) FILTER (WHERE {q} SIMILAR TO '0[0-9]+' OR {q} SIMILAR TO '[+-].*0[0-9]+')"
-        )
-        selects.extend(
-            f"count(*) FILTER (WHERE regexp_full_match({q}, {quote_literal(p)}))"
+    # Each distinct value of a column is matched once and counted with its frequency (codes,
+    # dates and names repeat a lot): the same counts as matching every cell, ~3x faster.
+    selects = [
+        "sum(n)",
+        "sum(n) FILTER (WHERE v SIMILAR TO '0[0-9]+' OR v SIMILAR TO '[+-].*0[0-9]+')",
+        *(
+            f"sum(n) FILTER (WHERE regexp_full_match(v, {quote_literal(p)}))"
             for p in checks.values()
-        )
+        ),
+    ]
+    query = (
+        "WITH g AS (SELECT k, v, count(*) AS n FROM (UNPIVOT (SELECT * FROM "
+        f"{rel}) ON COLUMNS(*) INTO NAME k VALUE v) GROUP BY ALL) "
+        f"SELECT k, {', '.join(selects)} FROM g GROUP BY k"
+    )
+    width = 2 + len(checks)
     try:
-        counts = con.execute(f"SELECT {', '.join(selects)} FROM {rel}").fetchone()
+        found = {row[0]: row[1:] for row in con.execute(query).fetchall()}
     except duckdb.Error as exc:
         raise BadInput(f"cannot parse CSV sample: {first_line(exc)}", file=str(src.path)) from exc
-    assert counts is not None
-    width = 2 + len(checks)
+    # Columns without a single value have no group; NULL sums are zero counts.
+    counts = [int(c or 0) for n in names for c in found.get(n, (0,) * width)]
     stats = {
         n: dict(
             zip(
