@@ -77,7 +77,11 @@ class Store:
 
     def _migrate(self, lock_dir: Path | None) -> None:
         head = head_revision()
-        if self._current_revision() == head:
+        sqlite = self.engine.dialect.name == "sqlite"
+        # On SQLite even the first look happens under the file lock: a fresh file is switched
+        # to WAL by the first connection, and two processes doing that while one of them
+        # already migrates can get "database is locked" without waiting.
+        if not sqlite and self._current_revision() == head:
             return
         with self._migration_lock(lock_dir):
             if self._current_revision() == head:  # another process was faster
