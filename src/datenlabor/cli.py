@@ -444,6 +444,9 @@ def _register_admin_commands() -> None:
     from datenlabor import cli_admin
 
     cli_admin.register(app, _pool, state)
+    from datenlabor import cli_catalog
+
+    cli_catalog.register(app, _pool)
 
 
 _register_admin_commands()

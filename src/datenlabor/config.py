@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted upload")
     retention_days: int = Field(default=30, description="Days a deleted dataset is kept")
     secure_cookies: bool = Field(default=False, description="Send cookies only over HTTPS")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Public base URL (links in DCAT exports)"
+    )
+    dcat_contributor_id: str | None = Field(
+        default=None,
+        description="dcatde:contributorID assigned by GovData (http://dcat-ap.de/def/contributors/…)",
+    )
     oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL")
     oidc_client_id: str | None = Field(default=None, description="OIDC client id")
     oidc_client_secret: str | None = Field(default=None, description="OIDC client secret")

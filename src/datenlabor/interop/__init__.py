@@ -1,0 +1,1 @@
+"""Metadata exchange with other catalogues (DCAT-AP.de)."""
