@@ -124,6 +124,8 @@ class Gate:
             if hit is not None and hit[0] > now:
                 return hit[1]
         d = self._query(slug)
+        if len(self._datasets) >= 10_000:  # names asked for at random must not pile up
+            self._datasets.clear()
         self._datasets[slug] = (now + CACHE_SECONDS, d)
         return d
 
