@@ -215,6 +215,7 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
                 publisher="destatis",
                 publisher_name="Statistisches Bundesamt (Destatis)",
                 licence="dl-de/by-2-0",
+                visibility="public",  # official statistics are open data
             ),
         )
         log(f"{slug}: version 1 (GENESIS {rel})")
