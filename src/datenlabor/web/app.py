@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from datenlabor import __version__
 from datenlabor.pool.pool import Pool
 from datenlabor.service.gate import Gate
-from datenlabor.web import api, dcat_routes, errors, oidc
+from datenlabor.web import api, ckan_routes, dcat_routes, errors, oidc
 from datenlabor.web.limits import BodyLimit
 
 
@@ -38,6 +38,7 @@ def create_app(pool: Pool) -> FastAPI:
     oidc.install(app)
     app.include_router(api.router)
     dcat_routes.install(app)  # ahead of the UI's /datasets/{slug}: /datasets/x.ttl is RDF
+    ckan_routes.install(app)  # /api/3/action/… for CKAN tools
     _offline_docs(app)
 
     @app.get("/healthz", include_in_schema=False)
