@@ -632,28 +632,21 @@ def datastore_search(
     order = [*_datastore_sort(params, schema), "__row"]  # insertion order breaks ties
     include_total = _bool(params, "include_total", True)
 
-    # The caller's view of the version, as Gate.rows builds it: hidden columns dropped,
-    # grant row filters applied; cached in the engine or read from Parquet.
-    cached = gate.engine.cached_table(src.files, src.raw_schema)
-    if cached is not None:
-        con = gate.engine.cursor()
-        relation = f"({src.select_sql(quote_ident(cached), row_id=True)})"
-    else:
-        con = gate.pool.connect()
-        relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
     cond = f" WHERE {' AND '.join(where)}" if where else ""
     cols = ", ".join(quote_ident(f) for f in fields)
-    sql = f"SELECT {cols} FROM {relation} AS t{cond} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?"
-    try:
-        table = con.execute(sql, [*args, limit, offset]).to_arrow_table()
-        total = None
-        if include_total:
-            row = con.execute(f"SELECT count(*) FROM {relation} AS t{cond}", args).fetchone()
-            total = int(row[0]) if row else 0
-    except duckdb.Error as exc:  # e.g. a filter value that does not fit the column type
-        raise BadInput(f"the search failed: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
+    # The caller's view of the version (hidden columns dropped, grant row filters applied).
+    with gate.visible_rows(src) as (con, relation):
+        sql = (
+            f"SELECT {cols} FROM {relation} AS t{cond} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?"
+        )
+        try:
+            table = con.execute(sql, [*args, limit, offset]).to_arrow_table()
+            total = None
+            if include_total:
+                row = con.execute(f"SELECT count(*) FROM {relation} AS t{cond}", args).fetchone()
+                total = int(row[0]) if row else 0
+        except duckdb.Error as exc:  # e.g. a filter value that does not fit the column type
+            raise BadInput(f"the search failed: {str(exc).splitlines()[0]}") from None
     gate.record(
         ctx.principal,
         "read",

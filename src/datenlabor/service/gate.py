@@ -238,6 +238,23 @@ class Gate:
                 )
             return self._engine
 
+    @contextmanager
+    def visible_rows(self, src: Source) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+        """A connection and a FROM-expression of what the caller may see of ``src``, with
+        ``__row``, in storage order: the engine's cached table, or the Parquet files when
+        the version is too large to keep in memory. Only for SQL we write ourselves."""
+        cached = self.engine.cached_table(src.files, src.raw_schema)
+        if cached is not None:
+            con = self.engine.cursor()
+            relation = f"({src.select_sql(quote_ident(cached), row_id=True)})"
+        else:
+            con = self.pool.connect()
+            relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
+        try:
+            yield con, relation
+        finally:
+            con.close()
+
     def register(self, con: duckdb.DuckDBPyConnection, name: str, src: Source) -> None:
         """Make ``name`` a view of what the caller may see of ``src``, without file access.
 
@@ -338,17 +355,8 @@ class Gate:
             # silently continue in a version published in between.
             params = [*params, ("version", str(src.version))]
         req = parse_rows_request(params, {f.name: f.type for f in src.schema})
-        cached = self.engine.cached_table(src.files, src.raw_schema)
-        if cached is not None:
-            con = self.engine.cursor()
-            relation = f"({src.select_sql(quote_ident(cached), row_id=True)})"
-        else:  # too large to keep in memory: scan the Parquet files
-            con = self.pool.connect()
-            relation = f"({src.select_sql(src.parquet_with_row_id(), row_id=True)})"
-        try:
+        with self.visible_rows(src) as (con, relation):
             pg = page(con, relation, req, scan_in_row_order=True)
-        finally:
-            con.close()
         query = "&".join(f"{k}={v}" for k, v in params)
         self.record(p, "read", [src], client=client, rows=pg.table.num_rows, query=query or None)
         return RowsResult(pg.table, pg.next, src)
