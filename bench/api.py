@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from datenlabor.pool import ags
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SLUG = "vorgaenge"
@@ -50,24 +52,7 @@ SEED = 20261122
 STATUSES = ["offen", "in_bearbeitung", "abgeschlossen", "abgelehnt", "ruhend"]
 STATUS_WEIGHTS = [0.25, 0.30, 0.35, 0.06, 0.04]
 MIN_DAYS = [0, 10, 30, 60, 120, 200]
-LAENDER = {
-    "01": "Schleswig-Holstein",
-    "02": "Hamburg",
-    "03": "Niedersachsen",
-    "04": "Bremen",
-    "05": "Nordrhein-Westfalen",
-    "06": "Hessen",
-    "07": "Rheinland-Pfalz",
-    "08": "Baden-Württemberg",
-    "09": "Bayern",
-    "10": "Saarland",
-    "11": "Berlin",
-    "12": "Brandenburg",
-    "13": "Mecklenburg-Vorpommern",
-    "14": "Sachsen",
-    "15": "Sachsen-Anhalt",
-    "16": "Thüringen",
-}
+LAENDER = ags.LAENDER  # the official Land names
 BETREFF = [
     "Antrag auf Wohngeld",
     "Baugenehmigung Einfamilienhaus",

@@ -41,10 +41,9 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool], state: Any) -> Non
         return Gate(open_pool())
 
     def local(g: Gate) -> Principal:
-        from datenlabor.access.principal import Principal
+        from datenlabor.access.principal import local_admin
 
-        # Whoever may run commands on the pool directory is its administrator.
-        return Principal(username=g.pool.settings.user, role="admin", via="local")
+        return local_admin(g.pool.settings.user)
 
     @app.command()
     def serve(

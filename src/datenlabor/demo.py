@@ -233,7 +233,7 @@ DEMO_USERS = {
 
 def load_demo_accounts(pool: Pool, log: Callable[[str], None] = print) -> None:
     """Demo organisations, users (password ``datenlabor-demo``) and one narrowing grant."""
-    from datenlabor.access.principal import Principal
+    from datenlabor.access.principal import local_admin
     from datenlabor.errors import Conflict
     from datenlabor.service.gate import Gate
     from datenlabor.service.grants import add_grant, grants_of
@@ -246,7 +246,7 @@ def load_demo_accounts(pool: Pool, log: Callable[[str], None] = print) -> None:
             gate.accounts.add_user(name, org=org, role=role, password=DEMO_PASSWORD)
         except Conflict:
             continue
-    setup = Principal(username="demo-setup", role="admin", via="local")
+    setup = local_admin("demo-setup")
     if not grants_of(gate, setup, "anfragen"):
         add_grant(
             gate,

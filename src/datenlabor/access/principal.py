@@ -51,5 +51,8 @@ class Principal:
 
 
 ANONYMOUS = Principal(username=None)
-# The pool's owner working on the command line: the admin of a local installation.
-LOCAL_ADMIN = Principal(username="local", role="admin", via="local")
+
+
+def local_admin(username: str) -> Principal:
+    """Whoever may run commands on the pool directory is its administrator."""
+    return Principal(username=username, role="admin", via="local")

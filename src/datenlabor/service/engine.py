@@ -103,7 +103,11 @@ class Engine:
                 victims.append(victim)
         for victim in victims:
             # A query still reading it keeps its snapshot (DuckDB MVCC).
-            self.db.cursor().execute(f"DROP TABLE IF EXISTS {quote_ident(victim)}")
+            cur = self.db.cursor()
+            try:
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(victim)}")
+            finally:
+                cur.close()
 
     def _load(self, name: str, files: list[str], schema: pa.Schema) -> None:
         full = schema.append(pa.field(ROW, pa.int64()))

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,6 @@ class Source:
             f"(SELECT *, (list_position([{listed}], __file)::BIGINT << 40) + file_row_number"
             f" AS __row FROM read_parquet([{listed}], filename='__file', file_row_number=true))"
         )
-
-
-@dataclass
-class Provenance:
-    datasets: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"datasets": [{"slug": s, "version": v} for s, v in self.datasets.items()]}
 
 
 @dataclass
