@@ -70,6 +70,11 @@ class Dataset(Base):
     # Soft delete: hidden everywhere at once, purged by cleanup after ``purge_after``.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     purge_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Statistical disclosure control rules; NULL = not confidential (datenlabor.disclosure).
+    disclosure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Harvested record or GENESIS table this dataset mirrors (source, identifier, modified,
+    # content hash); NULL for uploads.
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
