@@ -305,3 +305,18 @@ def test_user_schema_sets_types_and_rejects_violations(pool, tmp_path: Path) -> 
         pool.ingest(bad, dataset="zahlungen", schema=schema)
     assert info.value.line == 3 and "bad.csv" in str(info.value)
     assert [x.version for x in pool.dataset("zahlungen").versions()] == [1]
+
+
+def test_origin_is_recorded_and_read_back(pool, tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text("a;b\n1;2\n", encoding="utf-8")
+    pool.ingest(f, dataset="ds")
+    assert pool.origin("ds") is None
+    pool.set_origin("ds", {"kind": "dcat", "source": "http://x.invalid/c.ttl", "modified": "2024-01-01"})
+    assert pool.origin("ds") == {
+        "kind": "dcat",
+        "source": "http://x.invalid/c.ttl",
+        "modified": "2024-01-01",
+    }
+    with pytest.raises(NotFound):
+        pool.origin("nope")

@@ -449,6 +449,24 @@ class Pool:
             s.commit()
             return DatasetInfo.of(d)
 
+    def origin(self, slug: str) -> dict[str, Any] | None:
+        """Where a harvested or connected dataset comes from (None for uploads)."""
+        with self.store.session() as s:
+            d = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            if d is None:
+                raise NotFound(f"no dataset {slug!r}")
+            return dict(d.origin) if d.origin is not None else None
+
+    def set_origin(self, slug: str, origin: dict[str, Any] | None) -> None:
+        """Record the source a dataset mirrors: JSON-able dict, e.g. ``{"kind": "dcat",
+        "source": URL, "identifier": …, "modified": ISO date, "sha256": …}``."""
+        with self.store.session() as s:
+            d = s.scalar(_dataset_query().where(Dataset.slug == slug))
+            if d is None:
+                raise NotFound(f"no dataset {slug!r}")
+            d.origin = dict(origin) if origin is not None else None
+            s.commit()
+
 
 # Table Schema field types and the DuckDB types a CSV column is parsed as.
 _SCHEMA_TYPES = {
