@@ -32,6 +32,23 @@ def test_migrates_to_head_and_creates_tables(store_url: str | None, tmp_path: Pa
         store.dispose()
 
 
+def test_migrations_and_models_agree(store_url: str | None, tmp_path: Path) -> None:
+    """What the migrations build is what the models declare (no forgotten migration)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from datenlabor.store.models import Base
+
+    store = Store(_url(store_url, tmp_path), lock_dir=tmp_path)
+    try:
+        with store.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+        assert diff == []
+    finally:
+        store.dispose()
+
+
 def test_round_trip_and_constraints(store_url: str | None, tmp_path: Path) -> None:
     store = Store(_url(store_url, tmp_path), lock_dir=tmp_path)
     try:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -237,3 +238,71 @@ class AuditRef(Base):
     )
     dataset: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
     publisher: Mapped[str | None] = mapped_column(String(100), index=True)
+
+
+# -- AI assistance (datenlabor.assist): models, suggestions, human decisions ----------------
+class AssistModel(Base):
+    """A trained (or configured) AI model version and where it came from."""
+
+    __tablename__ = "assist_models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))  # e.g. "triage"
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # sklearn | llm
+    # training data: the exact pool dataset version and its columns
+    dataset: Mapped[str | None] = mapped_column(String(100))
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artifact: Mapped[str | None] = mapped_column(String(500))  # path relative to the pool
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AssistSuggestion(Base):
+    """What the AI suggested for one request (routing or answer draft), with its evidence.
+
+    The AI never decides: a suggestion stays ``open`` until a person decides on it.
+    """
+
+    __tablename__ = "assist_suggestions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(200), index=True)
+    # the request's pool dataset version, when it came from the pool
+    dataset: Mapped[str | None] = mapped_column(String(100))
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # triage | answer
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("assist_models.id"))
+    template_version: Mapped[str | None] = mapped_column(String(100))
+    retrieved: Mapped[list[Any]] = mapped_column(JSON, default=list)  # passages with sources
+    suggestion: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model: Mapped[AssistModel | None] = relationship()
+    decisions: Mapped[list[AssistDecision]] = relationship(
+        back_populates="suggestion", order_by="AssistDecision.id"
+    )
+
+
+class AssistDecision(Base):
+    """A person's decision on a suggestion: accepted, edited or rejected, and the result."""
+
+    __tablename__ = "assist_decisions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    suggestion_id: Mapped[int] = mapped_column(
+        ForeignKey("assist_suggestions.id", ondelete="CASCADE"), index=True
+    )
+    reviewer: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(20))  # accepted | edited | rejected
+    final: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # routing/answer sent
+    edits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    suggestion: Mapped[AssistSuggestion] = relationship(back_populates="decisions")
