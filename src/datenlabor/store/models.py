@@ -306,3 +306,89 @@ class AssistDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     suggestion: Mapped[AssistSuggestion] = relationship(back_populates="decisions")
+
+
+# -- Trustworthy AI governance (datenlabor.governance) ---------------------------------------
+class GovEntry(Base):
+    """An AI register entry or a marketplace use case; its content lives in versions."""
+
+    __tablename__ = "gov_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # register | usecase
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    # the platform's own AI service this entry describes (technical fields refresh from it)
+    model_name: Mapped[str | None] = mapped_column(String(100))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    organisation: Mapped[Organisation | None] = relationship()
+    versions: Mapped[list[GovEntryVersion]] = relationship(
+        back_populates="entry", order_by="GovEntryVersion.number", cascade="all, delete-orphan"
+    )
+
+
+class GovEntryVersion(Base):
+    """One immutable state of an entry: every change makes a new one."""
+
+    __tablename__ = "gov_entry_versions"
+    __table_args__ = (UniqueConstraint("entry_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("gov_entries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    changed_by: Mapped[str] = mapped_column(String(200))  # a person or "platform" (auto-refresh)
+    note: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    entry: Mapped[GovEntry] = relationship(back_populates="versions")
+
+
+class GovAssessment(Base):
+    """An impact assessment of an entry: answers to a questionnaire version and the result."""
+
+    __tablename__ = "gov_assessments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("gov_entries.id", ondelete="CASCADE"))
+    questionnaire: Mapped[str] = mapped_column(String(100))  # name and version of the YAML
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # scores, level, class
+    level: Mapped[int | None] = mapped_column(Integer)  # impact level I..IV as 1..4
+    risk_class: Mapped[str | None] = mapped_column(String(30))  # EU AI Act class
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GovAudit(Base):
+    """A fairness audit run: over which data, with which parameters, what it found."""
+
+    __tablename__ = "gov_audits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("gov_entries.id", ondelete="CASCADE"))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("assist_models.id"))
+    dataset: Mapped[str | None] = mapped_column(String(100))
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GovReaction(Base):
+    """Participation on an entry: a comment, or an authority's interest in reuse/cooperation."""
+
+    __tablename__ = "gov_reactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("gov_entries.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # comment | reuse | cooperation
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
