@@ -1,0 +1,279 @@
+"""The attacker: linear programs over a published table give each suppressed cell's interval.
+
+The attacker knows the table structure (every total equals the sum of its parts), every
+published value, and that no cell is negative. For a suppressed cell ``c`` the feasible
+interval is ``[min x_c, max x_c]`` over all non-negative fillings of the suppressed cells that
+satisfy every equation. Equations only couple suppressed cells within a connected component
+(cells linked by equations with other suppressed cells), so each component is one HiGHS
+model; the model is kept and re-solved per cell with a warm start (objective changes only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from datenlabor.errors import BadInput
+
+INF = float("inf")
+# Re-solves change only the objective (or bounds): the old basis stays primal feasible, so
+# primal simplex from it is quickest; presolve would throw the basis away.
+_OPTIONS: dict[str, str | int | bool] = {
+    "output_flag": False,
+    "presolve": "off",
+    "simplex_strategy": 4,
+}
+
+
+@dataclass
+class _Component:
+    cells: np.ndarray  # table cell indices (columns of the model)
+    model: highspy.Highs | None = None
+
+
+class Attacker:
+    """Interval computation for the suppressed cells of one published value column."""
+
+    def __init__(self, matrix: sp.csr_matrix, values: np.ndarray, suppressed: np.ndarray) -> None:
+        self.matrix = matrix
+        self.suppressed = suppressed
+        sup = np.flatnonzero(suppressed)
+        pub = np.flatnonzero(~suppressed)
+        self.sup = sup
+        a = matrix[:, sup].tocsr()
+        active = np.flatnonzero(np.diff(a.indptr) > 0)
+        self.a = a[active]
+        pub_vals = np.nan_to_num(values[pub], nan=0.0)
+        self.rhs = -(matrix[active][:, pub] @ pub_vals)
+        self.scale = max(1.0, float(np.abs(pub_vals).max(initial=0.0)))
+        ns, ne = len(sup), len(active)
+        graph = sp.bmat([[None, self.a.T], [self.a, None]], format="csr") if ne else None
+        if graph is not None:
+            _, labels = connected_components(graph, directed=False)
+            self.label = labels[:ns]
+            self.eq_label = labels[ns:]
+        else:
+            self.label = np.arange(ns)
+            self.eq_label = np.zeros(0, dtype=np.int64)
+        self.col = np.full(len(values), -1, dtype=np.int64)
+        self.col[sup] = np.arange(ns)
+        self._components: dict[int, _Component] = {}
+        self._cols_of = _groups(self.label)
+        self._rows_of = _groups(self.eq_label)
+
+    def _component(self, label: int) -> _Component:
+        comp = self._components.get(label)
+        if comp is not None:
+            return comp
+        cols = self._cols_of.get(label, np.zeros(0, dtype=np.int64))
+        rows = self._rows_of.get(label, np.zeros(0, dtype=np.int64))
+        comp = _Component(self.sup[cols])
+        if len(rows):
+            sub = self.a[rows][:, cols].tocsc()
+            lp = highspy.HighsLp()
+            lp.num_col_ = len(cols)
+            lp.num_row_ = len(rows)
+            lp.col_cost_ = np.zeros(len(cols))
+            lp.col_lower_ = np.zeros(len(cols))
+            lp.col_upper_ = np.full(len(cols), highspy.kHighsInf)
+            lp.row_lower_ = self.rhs[rows]
+            lp.row_upper_ = self.rhs[rows]
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = sub.indptr
+            lp.a_matrix_.index_ = sub.indices
+            lp.a_matrix_.value_ = sub.data
+            h = highspy.Highs()
+            for k, v in _OPTIONS.items():
+                h.setOptionValue(k, v)
+            h.passModel(lp)
+            comp.model = h
+        self._components[label] = comp
+        return comp
+
+    def interval(self, cell: int, *, low: bool = True, high: bool = True) -> tuple[float, float]:
+        """Feasible [min, max] of a suppressed cell (max may be infinite).
+
+        ``low=False`` / ``high=False`` skip one side (returned as -inf / inf).
+        """
+        j = int(self.col[cell])
+        if j < 0:
+            raise ValueError(f"cell {cell} is published")
+        comp = self._component(int(self.label[j]))
+        if comp.model is None:
+            return 0.0, INF
+        local = int(np.searchsorted(comp.cells, cell))
+        lo = self._solve(comp.model, local, 1.0) if low else -INF
+        hi = -self._solve(comp.model, local, -1.0) if high else INF
+        return lo, hi
+
+    def certify(self, cells: np.ndarray, bound: np.ndarray, side: str) -> np.ndarray:
+        """Which cells provably reach ``bound`` (max >= bound, or min <= bound for "lower").
+
+        Instead of one LP per cell: per component, one LP pushes all pending cells towards
+        their bounds at once (each capped at its bound, so that one cell cannot take all);
+        cells that reach it are certified by that feasible table; repeat with the rest while
+        that certifies more. Cells left over are not protected or need their own LP.
+        """
+        ok = np.zeros(len(cells), dtype=bool)
+        if not len(cells):
+            return ok
+        labels = self.label[self.col[cells]]
+        sign = -1.0 if side == "upper" else 1.0  # HiGHS minimises
+        for label, idx in _groups(labels).items():
+            comp = self._component(int(label))
+            h = comp.model
+            if h is None:  # no equation: unbounded above, 0 below
+                ok[idx] = bound[idx] <= 0.0 if side == "lower" else True
+                continue
+            local = np.searchsorted(comp.cells, cells[idx]).astype(np.int32)
+            pending = np.ones(len(idx), dtype=bool)
+            while pending.any():
+                cols, caps = local[pending], bound[idx][pending]
+                lo = np.zeros(len(cols)) if side == "upper" else np.maximum(caps, 0.0)
+                hi = caps if side == "upper" else np.full(len(cols), highspy.kHighsInf)
+                h.changeColsBounds(len(cols), cols, lo, hi)
+                h.changeColsCost(len(cols), cols, np.full(len(cols), sign))
+                h.run()
+                status = h.getModelStatus()
+                values = np.asarray(h.getSolution().col_value)[cols]
+                h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+                h.changeColsBounds(
+                    len(cols), cols, np.zeros(len(cols)), np.full(len(cols), highspy.kHighsInf)
+                )
+                if status != highspy.HighsModelStatus.kOptimal:
+                    break
+                tol = tolerance(caps, self.scale)
+                reached = values >= caps - tol if side == "upper" else values <= caps + tol
+                if not reached.any():
+                    break
+                where = np.flatnonzero(pending)
+                ok[idx[where[reached]]] = True
+                pending[where[reached]] = False
+        return ok
+
+    def _solve(self, h: highspy.Highs, col: int, sign: float) -> float:
+        h.changeColCost(col, sign)
+        h.run()
+        status = h.getModelStatus()
+        if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
+            h.clearSolver()  # a warm start can end in a wrong verdict: confirm from scratch
+            h.run()
+            status = h.getModelStatus()
+        value = float(h.getInfo().objective_function_value)
+        h.changeColCost(col, 0.0)
+        if status == highspy.HighsModelStatus.kOptimal:
+            return value
+        if status in (
+            highspy.HighsModelStatus.kUnbounded,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        ):
+            if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+                h.clearSolver()  # tell apart with a cold primal solve below
+                h.changeColCost(col, 0.0)
+                h.run()
+                if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+                    raise _inconsistent()
+            return -INF
+        if status == highspy.HighsModelStatus.kInfeasible:
+            raise _inconsistent()
+        raise RuntimeError(f"LP solver status {h.modelStatusToString(status)}")
+
+
+def _groups(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Positions of each label value, in one sort."""
+    if not len(labels):
+        return {}
+    order = np.argsort(labels, kind="stable")
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return {int(labels[g[0]]): g for g in np.split(order, cuts)}
+
+
+def _inconsistent() -> BadInput:
+    return BadInput(
+        "the published values contradict the table structure (a total differs from the sum of "
+        "its parts); check the hierarchy of each dimension"
+    )
+
+
+def tolerance(value: float | np.ndarray, scale: float) -> float | np.ndarray:
+    """Numerical slack for comparing LP bounds with values of a table of this scale."""
+    return 1e-7 * scale + 1e-6 * np.abs(value)
+
+
+@dataclass
+class Violation:
+    """A primary cell whose interval in a target column is narrower than required."""
+
+    target: int
+    cell: int
+    side: str  # "upper" | "lower"
+    need: float  # the protection level
+    bound: float  # the attacker's max (upper) or min (lower)
+
+
+def violations(
+    matrix: sp.csr_matrix,
+    suppressed: np.ndarray,
+    cells: np.ndarray,
+    targets: list,  # list[primary.Target]; untyped to avoid the import cycle
+    coding: object | None = None,  # table.Coding: certify in boxes first (much faster)
+) -> list[Violation]:
+    """Every (target, cell, side) whose required protection the attacker can undercut.
+
+    Cells are first certified cheaply (box LPs around the true table, then one LP per
+    component for all cells at once); only the rest get their exact interval.
+    """
+    found = []
+    cells = np.asarray(cells, dtype=np.int64)
+    for ti, t in enumerate(targets):
+        scale = max(1.0, float(np.abs(t.values).max(initial=0.0)))
+        sides = {}
+        for side, level in (("upper", t.upper), ("lower", t.lower)):
+            c = cells[level[cells] > 0]
+            goal = t.values[c] + level[c] if side == "upper" else t.values[c] - level[c]
+            sides[side] = (c, goal)
+        if coding is not None:
+            sides = _certify_in_boxes(matrix, suppressed, t, sides, coding, scale)
+        if not any(len(c) for c, _ in sides.values()):
+            continue
+        attacker = Attacker(matrix, np.where(suppressed, np.nan, t.values), suppressed)
+        for side, (c, goal) in sides.items():
+            ok = attacker.certify(c, goal, side)
+            for cell in c[~ok]:
+                x = float(t.values[cell])
+                lo, hi = attacker.interval(int(cell), low=side == "lower", high=side == "upper")
+                tol = tolerance(x, attacker.scale)
+                if side == "upper" and hi < x + t.upper[cell] - tol:
+                    found.append(Violation(ti, int(cell), "upper", float(t.upper[cell]), hi))
+                if side == "lower" and lo > x - t.lower[cell] + tol:
+                    found.append(Violation(ti, int(cell), "lower", float(t.lower[cell]), lo))
+    return found
+
+
+def _certify_in_boxes(
+    matrix: sp.csr_matrix,
+    suppressed: np.ndarray,
+    t: object,
+    sides: dict[str, tuple[np.ndarray, np.ndarray]],
+    coding: object,
+    scale: float,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from datenlabor.disclosure.local import BoxModel, box_groups
+
+    csc = matrix.tocsc()
+    values = t.values  # type: ignore[attr-defined]
+    left = {}
+    for side, (c, goal) in sides.items():
+        ok = np.zeros(len(c), dtype=bool)
+        where = {int(cell): i for i, cell in enumerate(c)}
+        for members, box in box_groups(coding, c):  # type: ignore[arg-type]
+            model = BoxModel(csc, box, values, suppressed)
+            idx = np.array([where[int(m)] for m in members])
+            tol = np.broadcast_to(tolerance(values[members], scale), (len(members),))
+            ok[idx] = model.certify(model.local(members), goal[idx], side, tol)
+        left[side] = (c[~ok], goal[~ok])
+    return left

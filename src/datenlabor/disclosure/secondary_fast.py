@@ -1,0 +1,390 @@
+"""Fast secondary suppression for large tables (see docs/disclosure.md).
+
+1. Singleton pass (vectorized): while some equation (a total and its parts) holds exactly one
+   suppressed cell, suppress the cheapest other cell of it that can absorb the protection
+   the suppressed cell needs. Cheap, and it removes most exact disclosures.
+2. Attack: box certificates (:mod:`.local`), the exact attacker (:mod:`.attacker`) for the
+   rest.
+3. Repair each violation by column generation on its box LP (suppress the published cell with
+   the best cost per unit of reduced cost until the cell reaches its level); where the box
+   cannot, the same on the whole-table LP, and as a last resort the cheapest *deviation* LP
+   after Fischetti and Salazar (``M y = 0``, ``x + y >= 0``, costs 0 for suppressed cells;
+   suppressing the support of ``y`` makes ``x + y`` a table the attacker cannot exclude).
+   A repaired cell is protected by construction.
+4. Attack again until clean (suppression only grows, so protection once reached stays).
+5. Clean-up (tables up to ``CLEANUP_MAX_CELLS``): publish again what turns out unnecessary, most expensive
+   first, each time checked by the attacker.
+"""
+
+from __future__ import annotations
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from datenlabor.disclosure.attacker import Violation, tolerance, violations
+from datenlabor.disclosure.local import BoxModel, box_groups
+from datenlabor.disclosure.primary import Target
+from datenlabor.disclosure.table import Coding
+
+_MAX_ROUNDS = 20
+#: tables up to this many cells get the clean-up pass (a full attack per secondary cell);
+#: a count, not a time budget, so that the same table always gives the same result
+CLEANUP_MAX_CELLS = 2000
+_LP_OPTIONS: dict[str, str | int | bool] = {
+    "output_flag": False,
+    "presolve": "off",
+    "simplex_strategy": 4,
+}
+
+
+def cell_costs(values: np.ndarray, kind: str) -> np.ndarray:
+    """Suppression cost per cell: its value (plus a small tie-breaker) or 1 per cell."""
+    if kind == "cells":
+        return np.ones(len(values))
+    positive = values[values > 0]
+    eps = 1e-3 * float(positive.mean()) if len(positive) else 1.0
+    return values + eps
+
+
+def suppress_fast(
+    matrix: sp.csr_matrix,
+    primary: np.ndarray,
+    targets: list[Target],
+    cost: np.ndarray,
+    coding: Coding,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Secondary suppression: the suppressed mask (primary included) and some statistics."""
+    sup = primary.copy()
+    need = np.zeros(len(sup))
+    main = targets[0]
+    need[primary] = np.maximum(main.upper, main.lower)[primary]
+    _singletons(matrix, sup, cost, main.values, need)
+    stats = {"singleton_cells": int(sup.sum() - primary.sum()), "local_repairs": 0}
+    stuck = _local(matrix, sup, cost, targets, coding, primary, stats)
+    stats["global_repairs"] = 0
+    pending = np.unique([v.cell for v in stuck]).astype(np.int64)
+    for _ in range(_MAX_ROUNDS):
+        found = violations(matrix, sup, pending, targets, coding) if len(pending) else []
+        if not found:
+            stats["cleaned"] = _cleanup(matrix, sup, primary, targets, coding, cost)
+            return sup, stats
+        stats["global_repairs"] += len(found)
+        left = _repair_by_columns(matrix, sup, cost, targets, found)
+        if left:
+            _repair_all(matrix, sup, cost, targets, left)
+        pending = np.unique([v.cell for v in found])
+    raise RuntimeError("secondary suppression did not converge; please report this table")
+
+
+def _cleanup(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    primary: np.ndarray,
+    targets: list[Target],
+    coding: Coding,
+    cost: np.ndarray,
+) -> int:
+    """Publish again, most expensive first, every secondary cell whose suppression turns out
+    unnecessary (the heuristics overshoot). A try re-certifies the primary cells whose box
+    holds the cell (box certificates of other boxes do not involve it) and asks the exact
+    attacker about cells no box certifies. Only for tables up to CLEANUP_MAX_CELLS."""
+    if len(sup) > CLEANUP_MAX_CELLS:
+        return 0
+    prim = np.flatnonzero(primary)
+    csc = matrix.tocsc()
+    groups = []
+    for ti, t in enumerate(targets):
+        cells = prim[(t.upper[prim] > 0) | (t.lower[prim] > 0)]
+        groups += [(ti, m, b) for m, b in box_groups(coding, cells)]
+
+    def boxed(ti: int, members: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Members certified in their box (both sides where required)."""
+        t = targets[ti]
+        model = BoxModel(csc, box, t.values, sup)
+        scale = max(1.0, float(np.abs(t.values).max(initial=0.0)))
+        ok = np.ones(len(members), dtype=bool)
+        for side, level in (("upper", t.upper), ("lower", t.lower)):
+            need = level[members] > 0
+            if need.any():
+                m = members[need]
+                goal = t.values[m] + level[m] if side == "upper" else t.values[m] - level[m]
+                tol = np.broadcast_to(tolerance(t.values[m], scale), (len(m),))
+                ok[np.flatnonzero(need)] &= model.certify(model.local(m), goal, side, tol)
+        return ok
+
+    outside = [m[~boxed(ti, m, b)] for ti, m, b in groups]  # protected, but not in the box
+    unboxed = np.unique(np.concatenate(outside)) if outside else np.zeros(0, dtype=np.int64)
+    cand = np.flatnonzero(sup & ~primary)
+    cleaned = 0
+    for c in cand[np.argsort(-cost[cand], kind="stable")]:
+        sup[c] = False
+        check = [unboxed]
+        for ti, m, b in groups:
+            if b[min(np.searchsorted(b, c), len(b) - 1)] == c:
+                check.append(m[~boxed(ti, m, b)])  # lost the box certificate: ask the attacker
+        cells = np.unique(np.concatenate(check))
+        safe = not len(cells) or not violations(matrix, sup, cells, targets, coding)
+        if safe:
+            cleaned += 1
+            unboxed = cells  # from now on protected only through cells outside their box
+        else:
+            sup[c] = True
+    return cleaned
+
+
+def _local(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    coding: Coding,
+    primary: np.ndarray,
+    stats: dict[str, int],
+) -> list[Violation]:
+    """Find the violations (box certificates first, the exact attacker for the rest), repair
+    each in its box; returns those the box cannot settle (repaired on the whole table)."""
+    found = violations(matrix, sup, np.flatnonzero(primary), targets, coding)
+    csc = matrix.tocsc()
+    stuck: list[Violation] = []
+    for ti, t in enumerate(targets):
+        mine = {(v.cell, v.side): v for v in found if v.target == ti}
+        if not mine:
+            continue
+        cells = np.unique([c for c, _ in mine])
+        scale = max(1.0, float(np.abs(t.values).max(initial=0.0)))
+        for members, box in box_groups(coding, cells):
+            model = BoxModel(csc, box, t.values, sup)
+            for m in members:
+                for side in ("upper", "lower"):
+                    v = mine.get((int(m), side))
+                    if v is None:
+                        continue
+                    stats["local_repairs"] += 1
+                    x = float(t.values[m])
+                    goal = x + v.need if side == "upper" else x - v.need
+                    tol = float(tolerance(x, scale))
+                    col = int(model.local(np.array([m]))[0])
+                    if not model.push(col, goal, side, sup, cost, tol):
+                        stuck.append(v)
+    return stuck
+
+
+def _singletons(
+    matrix: sp.csr_matrix, sup: np.ndarray, cost: np.ndarray, values: np.ndarray, need: np.ndarray
+) -> None:
+    pattern = matrix.copy()
+    pattern.data = np.ones_like(pattern.data)
+    eq_of = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    cell_of = matrix.indices
+    penalty = 10.0 * float(cost.max(initial=1.0)) + 1.0
+    while True:
+        count = pattern @ sup.astype(np.float64)
+        single = count == 1
+        if not single.any():
+            return
+        hit = single[eq_of]
+        eqs, members = eq_of[hit], cell_of[hit]
+        # The need of an equation is the need of its one suppressed cell.
+        eq_need = np.zeros(matrix.shape[0])
+        on = sup[members]
+        np.maximum.at(eq_need, eqs[on], need[members[on]])
+        free = ~on
+        eqs, members = eqs[free], members[free]
+        score = cost[members] + np.where(values[members] < eq_need[eqs], penalty, 0.0)
+        order = np.lexsort((score, eqs))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = eqs[order][1:] != eqs[order][:-1]
+        chosen = members[order[first]]
+        chosen_eq = eqs[order[first]]
+        need_new = np.zeros(len(sup))
+        np.maximum.at(need_new, chosen, eq_need[chosen_eq])
+        sup[chosen] = True
+        need[chosen] = np.maximum(need[chosen], need_new[chosen])
+
+
+class _TableModel:
+    """The attacker's LP over the whole table for one target, published cells fixed by bounds;
+    suppressing a cell frees its bounds. Kept between repairs (warm starts)."""
+
+    def __init__(self, matrix: sp.csr_matrix, target: Target, sup: np.ndarray) -> None:
+        n, m = matrix.shape[1], matrix.shape[0]
+        self.x = target.values
+        csc = matrix.tocsc()
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n, m
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_ = np.where(sup, 0.0, self.x)
+        lp.col_upper_ = np.where(sup, highspy.kHighsInf, self.x)
+        lp.row_lower_ = np.zeros(m)
+        lp.row_upper_ = np.zeros(m)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = csc.indptr
+        lp.a_matrix_.index_ = csc.indices
+        lp.a_matrix_.value_ = csc.data
+        self.h = highspy.Highs()
+        for k, v in _LP_OPTIONS.items():
+            self.h.setOptionValue(k, v)
+        self.h.passModel(lp)
+
+    def free(self, cells: np.ndarray) -> None:
+        k = len(cells)
+        self.h.changeColsBounds(
+            k, cells.astype(np.int32), np.zeros(k), np.full(k, highspy.kHighsInf)
+        )
+
+    def push(self, v: Violation, sup: np.ndarray, cost: np.ndarray) -> bool:
+        """Suppress cells (cheapest per unit of improvement, by reduced cost) until the
+        attacker's bound on ``v.cell`` reaches its protection level; False if stuck."""
+        h, p = self.h, v.cell
+        sign = -1.0 if v.side == "upper" else 1.0
+        goal = self.x[p] - sign * v.need * (1 + 1e-6) - sign * 1e-9
+        h.changeColCost(p, sign)
+        try:
+            for _ in range(50):
+                h.run()
+                if h.getModelStatus() == highspy.HighsModelStatus.kUnbounded:
+                    return True
+                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                    return False
+                sol = h.getSolution()
+                value = sol.col_value[p]
+                if (value >= goal) if v.side == "upper" else (value <= goal):
+                    return True
+                d = np.asarray(sol.col_dual)
+                helps = ~sup & ((d < -1e-9) | ((d > 1e-9) & (self.x > 0)))
+                cand = np.flatnonzero(helps)
+                if not len(cand):
+                    return False
+                best = cand[np.argmin(cost[cand] / np.abs(d[cand]))]
+                sup[best] = True
+                self.free(np.array([best]))
+            return False
+        finally:
+            h.changeColCost(p, 0.0)
+
+
+def _repair_by_columns(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    found: list[Violation],
+) -> list[Violation]:
+    """Repair by column generation on the whole-table LP; returns the violations it could not
+    fix (degenerate duals), for the deviation LP."""
+    models: dict[int, _TableModel] = {}
+    left = []
+    for v in found:
+        model = models.get(v.target)
+        if model is None:
+            model = models[v.target] = _TableModel(matrix, targets[v.target], sup)
+        else:
+            model.free(np.flatnonzero(sup))
+        if not model.push(v, sup, cost):
+            left.append(v)
+    return left
+
+
+def _neighbourhood(pattern: sp.csr_matrix, cell: int, hops: int) -> np.ndarray:
+    near = np.zeros(pattern.shape[1], dtype=bool)
+    near[cell] = True
+    for _ in range(hops):
+        rows = (pattern @ near.astype(np.float64)) > 0
+        near |= (pattern.T @ rows.astype(np.float64)) > 0
+    return np.flatnonzero(near)
+
+
+def _repair_all(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    found: list[Violation],
+) -> None:
+    """Deviation LPs for all violations at once (one block per violation); blocks that find
+    no deviation in their neighbourhood retry with a larger one."""
+    pattern = abs(matrix).tocsr()
+    hops = 3
+    todo = list(found)
+    while todo:
+        blocks = [_neighbourhood(pattern, v.cell, hops) for v in todo]
+        whole = [len(b) == matrix.shape[1] for b in blocks]
+        supports = _deviations(matrix, sup, cost, targets, todo, blocks)
+        retry = []
+        for v, support, full in zip(todo, supports, whole, strict=True):
+            if support is not None:
+                sup[support] = True
+            elif full:
+                raise RuntimeError(f"no deviation protects cell {v.cell}; please report this table")
+            else:
+                retry.append(v)
+        todo = retry
+        hops *= 2
+
+
+def _deviations(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    found: list[Violation],
+    blocks: list[np.ndarray],
+) -> list[np.ndarray | None]:
+    """Per violation, the cells of the cheapest deviation within its block moving the cell by
+    its protection level (None if the block has none): one LP, blocks side by side.
+
+    Variables per block: ``y+``, ``y-`` (``x + y+ - y- >= 0``) and a slack with a prohibitive
+    cost that keeps every block feasible and tells which ones found no deviation.
+    """
+    parts, c_parts, lo_parts, hi_parts, rhs_parts = [], [], [], [], []
+    wmax = max(float(cost.max(initial=1.0)), 1e-12)
+    for v, cells in zip(found, blocks, strict=True):
+        t = targets[v.target]
+        sub = matrix[:, cells].tocsr()
+        a = sub[np.flatnonzero(np.diff(sub.indptr) > 0)]
+        k = len(cells)
+        x = t.values[cells]
+        w = np.where(sup[cells], 1e-6 * cost[cells], cost[cells]) / wmax
+        local = int(np.searchsorted(cells, v.cell))
+        amount = v.need * 1.000001 + 1e-9
+        pick = np.zeros((1, 2 * k + 1))
+        lo = np.zeros(2 * k + 1)
+        hi = np.concatenate([np.full(k, np.inf), x, [np.inf]])
+        if v.side == "upper":
+            pick[0, local] = 1.0
+            hi[k + local] = 0.0
+        else:
+            amount = min(amount, float(x[local]))
+            pick[0, k + local] = 1.0
+            hi[local] = 0.0
+        pick[0, -1] = 1.0
+        eq = sp.hstack([a, -a, sp.csr_matrix((a.shape[0], 1))])
+        parts.append(sp.vstack([eq, sp.csr_matrix(pick)]))
+        rhs_parts.append(np.concatenate([np.zeros(a.shape[0]), [amount]]))
+        c_parts.append(np.concatenate([w, w, [1e6]]))
+        lo_parts.append(lo)
+        hi_parts.append(hi)
+    res = linprog(
+        np.concatenate(c_parts),
+        A_eq=sp.block_diag(parts, format="csr"),
+        b_eq=np.concatenate(rhs_parts),
+        bounds=np.column_stack([np.concatenate(lo_parts), np.concatenate(hi_parts)]),
+        method="highs",
+    )
+    if res.status != 0:
+        raise RuntimeError(f"repair LP failed: {res.message}")
+    out: list[np.ndarray | None] = []
+    offset = 0
+    for v, cells in zip(found, blocks, strict=True):
+        k = len(cells)
+        y = res.x[offset : offset + 2 * k + 1]
+        offset += 2 * k + 1
+        scale = max(1.0, v.need)
+        if y[-1] > 1e-7 * scale:
+            out.append(None)
+            continue
+        used = (y[:k] + y[k : 2 * k]) > 1e-9 * scale
+        out.append(cells[used])
+    return out
