@@ -1,0 +1,150 @@
+"""The demo dashboards in a real browser: load, filter, drill down, export; axe-core on
+every page. Same set-up as ``test_ui_browser.py`` (Debian chromium through Playwright, a
+uvicorn server on a temporary pool, no request may leave the server)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ui_browser import AXE, CHROMIUM_ARGS, Visit, _free_port, _missing
+
+from conftest import shared_file
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def dash_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    import datenlabor
+    from datenlabor.dashboards import demo
+    from datenlabor.web.app import create_app
+
+    shared = shared_file("eventlogs/receipt.xes.gz").parents[1]
+    pool = datenlabor.open(tmp_path_factory.mktemp("dash-browser") / "pool", user="seed")
+    app = create_app(pool)
+    app.state.gate.accounts.add_org("bmas-demo", "Bundesministerium (Demo)")
+    demo.load_demo_dashboards(pool, shared, log=lambda _m: None)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    pool.store.dispose()
+
+
+@pytest.fixture(scope="module")
+def dash_browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        _missing("chromium")
+    if not AXE.exists():
+        _missing(f"axe-core ({AXE}; run `npm ci` in the repository)")
+    with playwright_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def v(dash_browser: Any, dash_url: str) -> Iterator[Visit]:
+    visit = Visit(dash_browser, dash_url)
+    yield visit
+    visit.close()
+
+
+def _kpi(page: Any, tile: str) -> str:
+    return str(page.locator(f"#tile-{tile} .kpi-value").inner_text())
+
+
+def test_filter_map_drill_down_and_export(v: Visit, tmp_path: Path) -> None:
+    page = v.go("/dashboards")
+    v.axe("dashboards-list")
+    page.get_by_role("link", name=re.compile("Leistungsanträge nach Region")).click()
+    page.wait_for_url(re.compile(r"/dashboards/leistungsantraege$"))
+    page.locator("#chart-weekly .main-svg").first.wait_for()
+    v.axe("dashboard-regions")
+    everyone = _kpi(page, "cases")
+
+    # A filter changes every tile at once.
+    page.get_by_label("Land", exact=True).select_option("05")
+    page.get_by_label("Eingangskanal").select_option("online")
+    page.get_by_role("button", name="Filter anwenden").click()
+    page.wait_for_url(re.compile(r"region=05"))
+    page.locator("#chart-weekly .main-svg").first.wait_for()
+    v.axe("dashboard-filtered")
+    assert _kpi(page, "cases") != everyone
+    assert "Land: Nordrhein-Westfalen" in page.get_by_role("status").inner_text()
+    land_rows = page.locator("#tile-map-land table tbody tr")
+    assert land_rows.count() == 1 and "Nordrhein-Westfalen" in land_rows.text_content()
+    nrw_cases = land_rows.locator("td").nth(2).text_content()
+
+    # Export: CSV of a tile, PNG of a chart and of the map (drawn in the browser).
+    with page.expect_download() as info:
+        page.locator("#tile-by-channel").get_by_role("link", name=re.compile("CSV")).click()
+    body = Path(info.value.path()).read_bytes()
+    assert body.startswith(b"\xef\xbb\xbf") and b"segment;cases;" in body
+    assert b"online" in body and b"Post" not in body  # the filter applies to the export
+    with page.expect_download() as info:
+        page.locator("#tile-by-channel").get_by_role("button", name=re.compile("PNG")).click()
+    assert Path(info.value.path()).read_bytes().startswith(b"\x89PNG")
+    with page.expect_download() as info:
+        page.locator("#tile-map-land").get_by_role("button", name=re.compile("PNG")).click()
+    assert info.value.suggested_filename == "kachel-map-land.png"
+    assert Path(info.value.path()).read_bytes().startswith(b"\x89PNG")
+
+    # Drill down from the map: the cases of NRW under the same filters.
+    page.locator("#tile-map-land svg a").first.click()
+    page.wait_for_url(re.compile(r"/cases\?.*d_value=05"))
+    v.axe("dashboard-cases")
+    status = page.get_by_role("status").inner_text()
+    assert status.startswith(f"{nrw_cases} Fälle")  # the cases behind the map's number
+    assert page.locator("table.data tbody tr").count() > 0
+    page.get_by_role("link", name=re.compile("Zurück zum Dashboard")).click()
+    page.wait_for_url(re.compile(r"/dashboards/leistungsantraege\?.*region=05"))
+
+
+def test_click_on_bar_and_process_edge(v: Visit) -> None:
+    page = v.go("/dashboards/eingangsphase")
+    page.locator("#chart-by-channel .main-svg").first.wait_for()
+    v.axe("dashboard-receipt")
+    # Clicking a bar of the channel chart opens the cases of that channel.
+    bars = page.locator("#chart-by-channel .trace.bars .point path")
+    bars.first.scroll_into_view_if_needed()
+    boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+    box = max((b for b in boxes if b), key=lambda b: b["height"])  # the tallest bar
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] - 3
+    page.mouse.move(x, y)  # Plotly reports the click on the point it hovers
+    page.locator("#chart-by-channel .hoverlayer .hovertext").first.wait_for()
+    page.mouse.click(x, y)
+    page.wait_for_url(re.compile(r"/cases\?.*d_value="))
+    v.axe()
+    assert page.locator("table.data tbody tr").count() > 0
+    page.go_back()
+    # A process-map edge is a link, reachable by keyboard.
+    edge = page.locator("#tile-process svg a").first
+    edge.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/cases\?.*d_from="))
+    v.axe("dashboard-edge-cases")
+    assert page.locator("table.data tbody tr").count() > 0
+    page.goto("/dashboards/eingangsphase?lang=en")
+    v.axe("dashboard-receipt-en")
+    assert page.get_by_role("button", name="Apply filters").count() == 1
