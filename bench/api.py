@@ -499,7 +499,99 @@ def wait_idle(limit_s: float) -> float:
     return load
 
 
+# -- wrk (Debian package): a C load generator, so that it is never the bottleneck ----------
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nWRK-JSON {"requests": %d, "duration_us": %d, "status": %d, "connect": %d, "read": %d,'
+    .. ' "write": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d,'
+    .. ' "mean_us": %f}\\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+
+
+def wrk_script(server: Server, reqs: list[Req]) -> str:
+    """A wrk Lua script cycling through the request mix with the server's headers."""
+    headers = dict(server.headers)
+    if any(r.body is not None for r in reqs):
+        headers["Content-Type"] = "application/json"
+    lines = ["local reqs = {"]
+    for r in reqs:
+        body = _lua_string(json.dumps(r.body)) if r.body is not None else "nil"
+        lines.append(f"  {{{_lua_string(r.method)}, {_lua_string(r.url)}, {body}}},")
+    lines.append("}")
+    lines.append("local headers = {")
+    lines += [f"  [{_lua_string(k)}] = {_lua_string(v)}," for k, v in headers.items()]
+    lines.append("}")
+    lines.append("local i = 0")
+    lines.append("request = function()")
+    lines.append("  i = i + 1")
+    lines.append("  local r = reqs[(i % #reqs) + 1]")
+    lines.append("  return wrk.format(r[1], r[2], headers, r[3])")
+    lines.append("end")
+    return "\n".join(lines) + WRK_DONE
+
+
+def drive_wrk(server: Server, scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    _, load_cpus = cpu_split(args.pin)
+    reqs = requests_for(server.name, scenario)
+    script = Path(args.data_dir) / f"wrk_{server.name}_{scenario}.lua"
+    script.write_text(wrk_script(server, reqs), encoding="utf-8")
+    base = f"http://127.0.0.1:{server.port}"
+    pin = ["taskset", "-c", ",".join(map(str, sorted(load_cpus)))] if load_cpus else []
+
+    def run(seconds: float) -> tuple[dict[str, Any], float]:
+        cmd = [*pin, "wrk", "-t1", f"-c{args.clients}", f"-d{max(1, round(seconds))}s",
+               f"--timeout={max(1, round(args.timeout))}s", "-s", str(script), base]  # fmt: skip
+        ru0 = os.times()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        ru1 = os.times()
+        line = next(x for x in out.splitlines() if x.startswith("WRK-JSON "))
+        return json.loads(line.removeprefix("WRK-JSON ")), (
+            ru1.children_user - ru0.children_user + ru1.children_system - ru0.children_system
+        )
+
+    if args.warmup > 0:
+        run(args.warmup)
+    cpu0 = server.cpu_seconds()
+    w0 = time.monotonic()
+    res, load_cpu = run(args.duration)
+    span = time.monotonic() - w0
+    cpu1 = server.cpu_seconds()
+    dur_s = res["duration_us"] / 1e6
+    errors = res["status"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
+    ok = res["requests"] - res["status"]
+    return {
+        "server": server.name,
+        "scenario": scenario,
+        "load": "wrk",
+        "ok": ok,
+        "errors": errors,
+        "statuses": {"non-2xx/3xx": res["status"], "timeout": res["timeout"]},
+        "error_samples": {},
+        "rps": ok / dur_s,
+        "p50_ms": res["p50_us"] / 1000,
+        "p90_ms": res["p90_us"] / 1000,
+        "p99_ms": res["p99_us"] / 1000,
+        "max_ms": res["max_us"] / 1000,
+        "mean_ms": res["mean_us"] / 1000,
+        "server_cores": (cpu1 - cpu0) / span,
+        "load_cores": load_cpu / span,
+        "other_cores": None,
+    }
+
+
 def drive(server: Server, scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.load == "wrk":
+        return drive_wrk(server, scenario, args)
     _, load_cpus = cpu_split(args.pin)
     reqs = requests_for(server.name, scenario)
     conf = {
@@ -909,6 +1001,13 @@ def main() -> int:
     ap.add_argument("--scenarios", default="rows,aggregate")
     ap.add_argument("--servers", default="datenlabor,datasette")
     ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request (s)")
+    ap.add_argument(
+        "--load",
+        choices=("wrk", "httpx"),
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator: wrk (C, apt-get install wrk; default when installed) or the "
+        "Python httpx client (saturates its core at a few thousand requests/s)",
+    )
     ap.add_argument(
         "--pin",
         action=argparse.BooleanOptionalAction,

@@ -28,6 +28,21 @@ def shared_file(rel: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id at production cost (64 MiB, 3 passes) takes ~0.5 s per hash, and the suite
+    creates hundreds of accounts; tests of behaviour use the same algorithm at minimal cost.
+    Production has no switch for this: the cost lives in the code, not in a setting."""
+    from argon2 import PasswordHasher
+
+    from datenlabor.access import passwords
+
+    production = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    passwords._hasher = production
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL on a fresh schema; skipped locally, failed in CI, when unreachable."""

@@ -447,6 +447,17 @@ def _register_admin_commands() -> None:
     from datenlabor import cli_catalog
 
     cli_catalog.register(app, _pool)
+    __import__("datenlabor.cli_sdc", fromlist=["register"]).register(app, _pool)
+    from datenlabor import cli_harvest
+
+    cli_harvest.register(app, _pool)
+    from datenlabor import cli_genesis
+
+    cli_genesis.register(app, _pool)
+    __import__("datenlabor.cli_assist", fromlist=["register"]).register(app, _pool)
+    __import__("datenlabor.cli_governance", fromlist=["register"]).register(app, _pool)
+    __import__("datenlabor.cli_dashboards", fromlist=["register"]).register(app, _pool)
+    __import__("datenlabor.cli_procedures", fromlist=["register"]).register(app, _pool)
 
 
 _register_admin_commands()

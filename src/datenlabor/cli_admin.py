@@ -199,13 +199,27 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool], state: Any) -> Non
         rows: Annotated[
             str | None, typer.Option("--rows", help="SQL predicate rows must satisfy")
         ] = None,
+        microdata: Annotated[
+            bool,
+            typer.Option("--microdata", help="Microdata of a confidential dataset"),
+        ] = False,
     ) -> None:
-        """Let an organisation or user read a restricted dataset (optionally narrowed)."""
+        """Let an organisation or user read a restricted dataset (optionally narrowed), or
+        the microdata of a confidential one."""
         from datenlabor.service.grants import add_grant
 
         g = gate()
         hidden = [c for c in (hide_columns or "").split(",") if c.strip()]
-        info = add_grant(g, local(g), slug, org=org, user=user, hide_columns=hidden, rows=rows)
+        info = add_grant(
+            g,
+            local(g),
+            slug,
+            org=org,
+            user=user,
+            hide_columns=hidden,
+            rows=rows,
+            microdata=microdata,
+        )
         err.print(f"[green]✓[/] grant {info.id} on {slug} for {org or user}")
 
     @grants.command("list")

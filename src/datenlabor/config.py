@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datenlabor.errors import BadInput
@@ -65,6 +65,84 @@ class Settings(BaseSettings):
         default=None, description="Organisation of first-time OIDC users (else: refused)"
     )
     oidc_default_role: str = Field(default="viewer", description="Role of first-time OIDC users")
+    # -- GENESIS web service (datenlabor.interop.genesis_ws) ---------------------------------
+    genesis_database: str = Field(
+        default="destatis",
+        description="Default GENESIS database: destatis, regionalstatistik or zensus",
+    )
+    genesis_url: str = Field(
+        default="https://www-genesis.destatis.de/genesisWS/rest/2020/",
+        description="GENESIS-Online (Destatis) REST 2020 base URL",
+    )
+    genesis_regionalstatistik_url: str = Field(
+        default="https://www.regionalstatistik.de/genesisws/rest/2020/",
+        description="Regionaldatenbank Deutschland REST 2020 base URL",
+    )
+    genesis_zensus_url: str = Field(
+        default="https://ergebnisse.zensus2022.de/api/rest/2020/",
+        description="Zensus 2022 database REST 2020 base URL",
+    )
+    genesis_username: str | None = Field(default=None, description="GENESIS-Online user name")
+    genesis_password: SecretStr | None = Field(default=None, description="GENESIS-Online password")
+    genesis_token: SecretStr | None = Field(
+        default=None, description="GENESIS-Online API token (instead of user name and password)"
+    )
+    genesis_regionalstatistik_username: str | None = Field(
+        default=None, description="Regionaldatenbank user name (default: genesis_username)"
+    )
+    genesis_regionalstatistik_password: SecretStr | None = Field(
+        default=None, description="Regionaldatenbank password"
+    )
+    genesis_regionalstatistik_token: SecretStr | None = Field(
+        default=None, description="Regionaldatenbank API token"
+    )
+    genesis_zensus_username: str | None = Field(
+        default=None, description="Zensus 2022 database user name (default: genesis_username)"
+    )
+    genesis_zensus_password: SecretStr | None = Field(
+        default=None, description="Zensus 2022 database password"
+    )
+    genesis_zensus_token: SecretStr | None = Field(
+        default=None, description="Zensus 2022 database API token"
+    )
+    genesis_timeout_s: float = Field(default=120.0, description="Wait for one GENESIS answer")
+    genesis_retries: int = Field(default=3, description="Retries of a failed GENESIS request")
+    genesis_job_timeout_s: float = Field(
+        default=1800.0, description="Overall limit for one GENESIS table, background jobs included"
+    )
+    genesis_poll_s: float = Field(default=10.0, description="Pause between GENESIS job polls")
+    # -- AI assistance: LLM endpoint and knowledge base (datenlabor.assist) -----------------
+    assist_llm_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible endpoint (…/v1); unset: no LLM is used",
+    )
+    assist_llm_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the LLM endpoint"
+    )
+    assist_llm_model: str = Field(default="default", description="Model name sent to the endpoint")
+    assist_llm_timeout_s: float = Field(default=60.0, description="Wait for one LLM answer")
+    assist_llm_retries: int = Field(default=2, description="Retries on timeouts, 429 and 5xx")
+    assist_llm_external: bool = Field(
+        default=True,
+        description="The endpoint is outside the authority: personal data is redacted first",
+    )
+    # -- AI assistance: inbox and triage (datenlabor.assist.inbox/triage) ------------------
+    assist_inbox_dataset: str = Field(
+        default="posteingang", description="Pool dataset that holds incoming requests"
+    )
+    assist_taxonomy: Path | None = Field(
+        default=None, description="Triage taxonomy (JSON); unset: the embedded LeiKa subset"
+    )
+    assist_min_confidence: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Below this confidence triage routes to a person without a suggestion",
+    )
+    assist_triage_llm: bool = Field(
+        default=False,
+        description="Ask the LLM endpoint to classify (embedded model as fallback)",
+    )
 
     @field_validator("pool", mode="before")
     @classmethod

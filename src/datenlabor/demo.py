@@ -129,6 +129,39 @@ def shared_data_dir() -> Path | None:
     return next((c for c in candidates if (c / "genesis").is_dir()), None)
 
 
+BENEFITS = ["Wohngeld", "Kinderzuschlag", "Grundsicherung im Alter", "BAföG"]
+
+
+def write_benefit_cases_csv(path: Path, *, n: int = 6000, seed: int = 11) -> Path:
+    """Microdata: one row per approved benefit case (Kreis, month, benefit, amount, person).
+
+    Skewed like real case loads: big cities carry most cases, a few Kreise and rare
+    benefits give cells of one or two cases, which disclosure control must protect.
+    """
+    rng = random.Random(seed)
+    keys = sorted(KREISE)
+    weights = [1.0 / (1 + i % 7) ** 2 for i in range(len(keys))]
+    lines = ["Kreis;Monat;Leistung;Betrag;Person"]
+    for i in range(n):
+        key = rng.choices(keys, weights)[0]
+        benefit = rng.choices(BENEFITS, [60, 25, 12, 3])[0]
+        month = date(2024, rng.randint(1, 12), 1)
+        amount = round(rng.lognormvariate(5.8, 0.5), 2)
+        lines.append(f"{key};{month:%Y-%m};{benefit};{_de(amount, 2)};P{i:06d}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# Disclosure-control rules of the confidential demo dataset (see docs/confidential.md).
+BENEFIT_RULES = {
+    "dims": [
+        {"name": "Kreis", "hierarchy": "ags"},
+        {"name": "Monat", "hierarchy": "time"},
+        {"name": "Leistung", "hierarchy": "flat"},
+    ],
+}
+
+
 def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
     """Fill ``pool`` with demo datasets (idempotent: skips datasets that exist)."""
     existing = {d.slug for d in pool.datasets()}
@@ -182,6 +215,25 @@ def load_demo(pool: Pool, log: Callable[[str], None] = print) -> None:
                 ),
             )
             log("anfragen: version 1 (NDJSON)")
+        if "leistungsfaelle" not in existing:
+            pool.ingest(
+                write_benefit_cases_csv(work / "leistungsfaelle.csv"),
+                dataset="leistungsfaelle",
+                meta=DatasetMeta(
+                    title="Bewilligte Leistungen: Einzelfälle 2024 (Demo, vertraulich)",
+                    description="Ein Datensatz je bewilligtem Fall mit Kreis, Monat, Leistung "
+                    "und Betrag (synthetische Einzeldaten). Außerhalb des Ministeriums nur als "
+                    "geschützte Tabelle sichtbar: kleine Fallzahlen sind gesperrt.",
+                    licence="other-closed",
+                    publisher="bmas-demo",
+                    visibility="internal",
+                    themes=["SOCI"],
+                ),
+            )
+            log("leistungsfaelle: version 1 (microdata CSV)")
+    from datenlabor.dashboards.demo import load_demo_dashboards  # procedure dashboards
+
+    load_demo_dashboards(pool, shared_data_dir(), log)
     shared = shared_data_dir()
     if shared is None:
         log("(shared GENESIS data not found; set DATENLABOR_SHARED_DATA to load real exports)")
@@ -257,3 +309,12 @@ def load_demo_accounts(pool: Pool, log: Callable[[str], None] = print) -> None:
             rows="ags_kreis LIKE '05%'",
         )
         log("anfragen: restricted; Land NRW (demo) sees its own Kreise without names")
+    d = gate.load("leistungsfaelle", fresh=True)
+    if d is not None and d.disclosure is None:
+        from datenlabor.service.confidential import set_rules
+
+        set_rules(gate, setup, "leistungsfaelle", BENEFIT_RULES)
+        log("leistungsfaelle: confidential; others see the protected table (small cells as '.')")
+    from datenlabor.assist.demo_requests import load_assist_demo
+
+    load_assist_demo(gate, log)  # triage training data, model and open requests

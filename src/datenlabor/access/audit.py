@@ -48,6 +48,14 @@ ACTIONS = (
     "account",
     "token",
     "audit-export",
+    "disclosure",
+    "assist-inbox",
+    "assist-suggest",
+    "assist-decide",
+    "assist-train",
+    "governance-assess",
+    "governance-audit",
+    "governance-alert",
 )
 # Any constant: names "Datenlabor audit chain" for pg_advisory_xact_lock.
 _PG_AUDIT_LOCK = 0x41554454

@@ -2,7 +2,10 @@
 
 The rules, in order:
 
-1. Platform admins, and members of the publishing organisation, see a dataset whole.
+1. Platform admins, and analysts and stewards of the publishing organisation, see a dataset
+   whole. Columns the schema marks ``"personal": true`` are hidden from everyone else who
+   sees the dataset (the organisation's viewers, readers of public and internal datasets),
+   unless a grant shares them.
 2. A *restricted* dataset is seen by others only through grants (to their organisation or to
    them personally). A grant may hide columns and restrict rows; with several grants the
    caller sees the union: a column is hidden only if every grant hides it, a row is visible
@@ -10,6 +13,13 @@ The rules, in order:
 3. *internal* datasets are seen whole by every signed-in user, *public* ones by everyone.
    Grants matter only on restricted datasets; a narrowing grant on a dataset anyone may
    read whole would protect nothing, so it is refused when it is made.
+
+4. A *confidential* dataset (one with disclosure-control rules, ``datasets.disclosure``) is
+   seen by everyone but admins, the publisher's members and holders of a *microdata* grant
+   only as its protected aggregate table (:mod:`datenlabor.service.confidential`): every
+   cell and total, small or dominated cells suppressed. A microdata grant may be given on a
+   confidential dataset of any visibility; narrowing grants without microdata would change
+   nothing there (the protected table is the same for everyone) and are refused.
 
 Deleted datasets are seen by nobody. Writing (new versions, metadata, grants, deletion)
 is for admins and the publishing organisation's stewards.
@@ -33,10 +43,11 @@ class DatasetView:
     slug: str
     hidden_columns: frozenset[str] = field(default_factory=frozenset)
     row_filters: tuple[str, ...] = ()  # OR-ed; empty = every row
+    protected: bool = False  # only the protected aggregate table of a confidential dataset
 
     @property
     def whole(self) -> bool:
-        return not self.hidden_columns and not self.row_filters
+        return not self.hidden_columns and not self.row_filters and not self.protected
 
     def row_predicate(self) -> str | None:
         if not self.row_filters:
@@ -61,20 +72,44 @@ def view_of(p: Principal, d: Dataset) -> DatasetView | None:
     """
     if d.deleted_at is not None:
         return None
-    if p.is_admin or is_publisher_member(p, d):
+    if p.is_admin or (is_publisher_member(p, d) and p.role in ("steward", "analyst")):
         return DatasetView(d.slug)
+    personal = _personal(d)
+    if is_publisher_member(p, d):
+        return DatasetView(d.slug, personal)  # a viewer of the organisation
+    grants = [g for g in d.grants if _matches(g, p)] if p.authenticated else []
+    if d.disclosure is not None:
+        micro = [g for g in grants if g.microdata]
+        if micro:
+            return _union(d.slug, micro)
+        if grants or d.visibility == "public" or (d.visibility == "internal" and p.authenticated):
+            return DatasetView(d.slug, protected=True)
+        return None
     if d.visibility == "public" or (d.visibility == "internal" and p.authenticated):
-        return DatasetView(d.slug)
-    if d.visibility != "restricted" or not p.authenticated:
+        return DatasetView(d.slug, personal)
+    if d.visibility != "restricted" or not grants:
         return None
-    grants = [g for g in d.grants if _matches(g, p)]
-    if not grants:
-        return None
+    return _union(d.slug, grants)
+
+
+def _personal(d: Dataset) -> frozenset[str]:
+    """Columns the latest version's schema marks ``"personal": true``: seen only by admins
+    and the publishing organisation's analysts and stewards, or through a grant that a
+    steward made knowingly."""
+    if not d.versions:
+        return frozenset()
+    fields = d.versions[-1].table_schema.get("fields", [])
+    return frozenset(f["name"] for f in fields if f.get("personal"))
+
+
+def _union(slug: str, grants: list[Grant]) -> DatasetView:
+    """What several grants give together: a column stays hidden only if every grant hides
+    it, a row is visible if any grant admits it."""
     hidden = frozenset.intersection(*(frozenset(g.hidden_columns or ()) for g in grants))
     filters: tuple[str, ...] = ()
     if all(g.row_filter for g in grants):
         filters = tuple(dict.fromkeys(g.row_filter for g in grants if g.row_filter))
-    return DatasetView(d.slug, hidden, filters)
+    return DatasetView(slug, hidden, filters)
 
 
 def visible_filter(p: Principal, q: Select) -> Select:

@@ -36,8 +36,8 @@ from rdflib.term import Node
 
 from datenlabor.access.policy import DatasetView
 from datenlabor.access.principal import Principal
+from datenlabor.interop import licences
 from datenlabor.pool import ags
-from datenlabor.pool.catalog import LICENCES
 from datenlabor.service.gate import DOWNLOAD_FORMATS, Gate
 from datenlabor.store.models import Dataset, Organisation, Version
 
@@ -318,9 +318,8 @@ def _theme(code: str) -> URIRef | None:
 
 
 def _licence(licence: str | None) -> URIRef | None:
-    if licence is None or licence not in LICENCES:
-        return None
-    return URIRef(LICENCES[licence][1])
+    uri = licences.uri_of(licence)
+    return URIRef(uri) if uri is not None else None
 
 
 def catalog_graph(

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -79,7 +80,16 @@ class Pool:
             return session.arrow(sql)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        return connect(temp_dir=self.root / "tmp", memory_limit=self.settings.duckdb_memory)
+        """A DuckDB connection with its own spill folder: DuckDB names its spill files the same
+        in every database, so two connections of one process sharing a folder overwrite each
+        other's. DuckDB makes the folder when it first spills; it goes when the connection
+        does (or, after a crash, at cleanup)."""
+        spill = self.root / "tmp" / f"{leftovers.work_prefix()}duckdb-{uuid.uuid4().hex[:12]}"
+        con = connect(
+            temp_dir=spill, memory_limit=self.settings.duckdb_memory, create_temp_dir=False
+        )
+        weakref.finalize(con, shutil.rmtree, spill, True)
+        return con
 
     # -- writing ------------------------------------------------------------------------
     def ingest(

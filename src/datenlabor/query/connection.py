@@ -13,9 +13,16 @@ _EXTENSION_PACKAGES = {"excel": "duckdb_extension_excel", "encodings": "duckdb_e
 
 
 def connect(
-    *, temp_dir: Path | None = None, memory_limit: str | None = None, threads: int | None = None
+    *,
+    temp_dir: Path | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    create_temp_dir: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that spills to ``temp_dir`` and never goes online."""
+    """An in-memory DuckDB connection that spills to ``temp_dir`` and never goes online.
+
+    Without ``create_temp_dir`` only its parent is made; DuckDB makes the folder itself
+    the first time it spills."""
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -25,7 +32,7 @@ def connect(
     if threads:
         config["threads"] = threads
     if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
+        (temp_dir if create_temp_dir else temp_dir.parent).mkdir(parents=True, exist_ok=True)
         config["temp_directory"] = str(temp_dir)
     return duckdb.connect(":memory:", config=config)
 

@@ -45,6 +45,9 @@ class Source:
     files: list[str]
     schema: pa.Schema  # visible columns only
     raw_schema: pa.Schema  # all columns (row filters may use hidden ones)
+    # For a confidential dataset read without microdata access: the report of its protected
+    # table (method, rules, suppressed cells), which ``files`` then hold instead of microdata.
+    disclosure: dict[str, Any] | None = None
 
     def select_sql(self, base: str, *, row_id: bool = False) -> str:
         """SELECT over ``base`` (the raw version) keeping only what the caller may see."""
@@ -166,24 +169,31 @@ class Gate:
     def info(self, p: Principal, slug: str) -> tuple[DatasetInfo, DatasetView]:
         d, view = self.dataset(p, slug)
         info = DatasetInfo.of(d)
-        if view.row_filters:
+        if view.row_filters or view.protected:
             info.rows = None  # the total would tell about rows outside the grant
         return info, view
 
     def versions(self, p: Principal, slug: str) -> list[VersionInfo]:
         d, view = self.dataset(p, slug)
-        return [_visible_version(VersionInfo.of(slug, v), view) for v in d.versions]
+        return [_visible_version(VersionInfo.of(slug, v), view, d) for v in d.versions]
 
     def version(self, p: Principal, slug: str, number: int | None = None) -> VersionInfo:
         d, view = self.dataset(p, slug)
-        return _visible_version(VersionInfo.of(slug, _pick(d, number)), view)
+        return _visible_version(VersionInfo.of(slug, _pick(d, number)), view, d)
 
     def source(self, p: Principal, slug: str, version: int | None = None) -> Source:
         d, view = self.dataset(p, slug)
         v = _pick(d, version)
+        publisher = d.publisher.slug if d.publisher else None
+        if view.protected:
+            from datenlabor.service.confidential import protected
+
+            pv = protected(self, d, v)
+            return Source(
+                slug, v.number, publisher, view, [str(pv.path)], pv.schema, pv.schema, pv.report
+            )
         files, schema = delta.snapshot_files(self.pool.root / d.table_path, v.delta_version)
         visible = pa.schema([f for f in schema if f.name not in view.hidden_columns])
-        publisher = d.publisher.slug if d.publisher else None
         return Source(slug, v.number, publisher, view, files, visible, schema)
 
     # -- reading with audit ---------------------------------------------------------------
@@ -266,9 +276,13 @@ class Gate:
         from datenlabor.pool.quality import quality_report
 
         src = self.source(p, slug, version)
-        fields = [f for f in v.table_schema.get("fields", []) if f["name"] in src.schema.names]
-        schema = dict(v.table_schema, fields=fields)
-        keys = [k for k in d.primary_key if k in src.schema.names]
+        if view.protected:
+            schema: dict[str, Any] = {"fields": [_field(f) for f in src.schema]}
+            keys: list[str] = []
+        else:
+            fields = [f for f in v.table_schema.get("fields", []) if f["name"] in src.schema.names]
+            schema = dict(v.table_schema, fields=fields)
+            keys = [k for k in d.primary_key if k in src.schema.names]
         with self.connection() as con:
             self.register(con, "visible_rows", src)
             return quality_report(con, "visible_rows", schema=schema, primary_key=keys)
@@ -361,11 +375,27 @@ class Gate:
         max_rows: int | None = None,
         client: str | None = None,
     ) -> SqlResult:
+        """Run a caller's own SQL (analysts, stewards and admins write SQL)."""
+        p.require_role("admin", "steward", "analyst")
+        return self.run_sql(p, sql, max_rows=max_rows, client=client)
+
+    def run_sql(
+        self,
+        p: Principal,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        client: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> SqlResult:
+        """Run read-only SQL over the caller's views of the datasets it names, whoever wrote
+        it (a dashboard's SQL is its steward's, read by viewers too): every table is the
+        caller's view, aggregates over protected tables come from their cells, audited."""
         from datenlabor.query.sandbox import check_select, run_limited
 
-        p.require_role("admin", "steward", "analyst")
         checked = check_select(sql)
         sources = [self.source(p, t.slug, t.version) for t in checked.tables]
+        run = _answer_from_protected(checked.sql, checked.tables, sources)
         limit = min(max_rows or self.pool.settings.sql_max_rows, self.pool.settings.sql_max_rows)
         # A cursor of the engine's database: no file access, configuration locked, and only
         # the caller's views of the named datasets under names the query may use.
@@ -376,7 +406,7 @@ class Gate:
                 con.execute(f"CREATE TEMP VIEW {quote_ident(t.name)} AS {src.select_sql(raw)}")
             try:
                 result = run_limited(
-                    con, checked.sql, max_rows=limit, timeout_s=self.pool.settings.sql_timeout_s
+                    con, run, max_rows=limit, timeout_s=self.pool.settings.sql_timeout_s
                 )
             except BadInput as exc:
                 self.record(
@@ -386,7 +416,7 @@ class Gate:
                     client=client,
                     query=sql,
                     outcome="failed",
-                    detail={"error": str(exc)},
+                    detail={"error": str(exc), **(detail or {})},
                 )
                 raise
         finally:
@@ -398,9 +428,29 @@ class Gate:
             client=client,
             query=sql,
             rows=result.table.num_rows,
-            detail={"truncated": result.truncated},
+            detail={"truncated": result.truncated, **(detail or {})}
+            | ({"answered": run} if run != checked.sql else {}),
         )
         return SqlResult(result.table, result.truncated, result.elapsed_s, sources)
+
+
+def _answer_from_protected(sql: str, tables: Sequence[Any], sources: Sequence[Source]) -> str:
+    """``sql`` with aggregates over protected tables answered from their cells."""
+    from datenlabor.query.protected_sql import ProtectedTable, rewrite
+
+    protected = {
+        t.name: ProtectedTable(
+            t.name,
+            tuple(src.disclosure["dims"]),
+            tuple(src.disclosure["measures"]),
+            src.disclosure["finest"],
+            src.disclosure.get("contributor"),
+            src.disclosure.get("n_counts", "records"),
+        )
+        for t, src in zip(tables, sources, strict=True)
+        if src.disclosure is not None
+    }
+    return rewrite(sql, protected)
 
 
 def _pick(d: Dataset, number: int | None) -> Version:
@@ -414,18 +464,36 @@ def _pick(d: Dataset, number: int | None) -> Version:
     )
 
 
-def _visible_version(info: VersionInfo, view: DatasetView) -> VersionInfo:
-    """Provenance without what the grant withholds: hidden columns, totals of hidden rows."""
+def _visible_version(info: VersionInfo, view: DatasetView, d: Dataset) -> VersionInfo:
+    """Provenance without what the grant withholds: hidden columns, totals of hidden rows;
+    of a confidential dataset without microdata access, the protected table's columns."""
     if view.whole:
         return info
-    fields = [f for f in info.schema.get("fields", []) if f["name"] not in view.hidden_columns]
+    if view.protected and d.disclosure is not None:
+        from datenlabor.service.confidential import protected_fields
+
+        fields = protected_fields(d.disclosure)
+    else:
+        fields = [f for f in info.schema.get("fields", []) if f["name"] not in view.hidden_columns]
     info.schema = dict(info.schema, fields=fields)
     info.columns = len(fields)
     keep = ("encoding", "format", "delimiter", "decimal", "date_format", "genesis")
     info.detection = {k: v for k, v in info.detection.items() if k in keep}
-    if view.row_filters:
+    if view.row_filters or view.protected:
         info.rows = -1  # unknown to the caller
     return info
+
+
+def _field(f: pa.Field) -> dict[str, str]:
+    """A Table Schema field for an Arrow column of a protected table."""
+    t = f.type
+    if pa.types.is_integer(t):
+        kind = "integer"
+    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+        kind = "number"
+    else:
+        kind = "string"
+    return {"name": f.name, "type": kind}
 
 
 def export_relation(

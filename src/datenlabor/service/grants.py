@@ -22,6 +22,7 @@ class GrantInfo:
     user: str | None
     hidden_columns: list[str]
     row_filter: str | None
+    microdata: bool
     created_by: str
     created_at: datetime
 
@@ -34,6 +35,7 @@ class GrantInfo:
             g.user.username if g.user else None,
             list(g.hidden_columns or []),
             g.row_filter,
+            bool(g.microdata),
             g.created_by,
             g.created_at,
         )
@@ -53,25 +55,46 @@ def add_grant(
     user: str | None = None,
     hide_columns: list[str] | None = None,
     rows: str | None = None,
+    microdata: bool = False,
     client: str | None = None,
 ) -> GrantInfo:
-    """Give an organisation or a user read access, optionally narrowed."""
+    """Give an organisation or a user read access, optionally narrowed.
+
+    On a confidential dataset (one with disclosure-control rules) a grant either gives
+    ``microdata`` access, optionally narrowed, on any visibility, or, on a restricted
+    dataset, access to the protected table, which is the same for everyone and cannot be
+    narrowed.
+    """
     from datenlabor.query.sandbox import check_predicate
 
     if (org is None) == (user is None):
         raise BadInput("a grant is for exactly one organisation (--org) or one user (--user)")
+    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
     d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
     require_manage(p, d)
-    if d.visibility != "restricted":
+    hidden = [c.strip() for c in hide_columns or [] if c.strip()]
+    narrows = bool(hidden) or bool(rows and rows.strip())
+    if microdata and d.disclosure is None:
+        raise BadInput(
+            f"dataset {slug!r} is not confidential: there is no protected table to grant "
+            "microdata access beyond",
+            column="microdata",
+        )
+    if d.disclosure is not None and narrows and not microdata:
+        raise BadInput(
+            f"dataset {slug!r} is confidential: without microdata access a grantee sees its "
+            "protected table, the same for everyone; it cannot be narrowed",
+            column="microdata",
+        )
+    if d.visibility != "restricted" and not microdata:
         raise BadInput(
             f"dataset {slug!r} is {d.visibility}: everyone it is visible to sees it whole, so a "
             "grant would protect nothing; make it restricted first",
             column="visibility",
         )
     columns = [f["name"] for f in d.versions[-1].table_schema.get("fields", [])]
-    hidden = [c.strip() for c in hide_columns or [] if c.strip()]
     unknown = [c for c in hidden if c not in columns]
     if unknown:
         raise BadInput(
@@ -84,6 +107,7 @@ def add_grant(
             dataset_id=d.id,
             hidden_columns=hidden,
             row_filter=predicate,
+            microdata=microdata,
             created_by=p.label(),
         )
         if org is not None:
@@ -105,13 +129,20 @@ def add_grant(
         "grant",
         datasets={slug: d.versions[-1].number},
         publishers={slug: d.publisher.slug if d.publisher else None},
-        detail={"grant": info.id, "to": org or user, "hidden": hidden, "rows": predicate},
+        detail={
+            "grant": info.id,
+            "to": org or user,
+            "hidden": hidden,
+            "rows": predicate,
+            "microdata": microdata,
+        },
         client=client,
     )
     return info
 
 
 def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
+    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
     d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")
@@ -124,6 +155,7 @@ def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
 def revoke_grant(
     gate: Gate, p: Principal, slug: str, grant_id: int, *, client: str | None = None
 ) -> None:
+    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
     d = gate.load(slug, fresh=True)
     if d is None or not d.versions:
         raise NotFound(f"no dataset {slug!r}")

@@ -55,12 +55,17 @@ def rows_of(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def provenance(sources: list[Source], **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "datasets": [
-            {"slug": s.slug, "version": s.version, "partial": not s.view.whole} for s in sources
-        ]
-    }
+    out: dict[str, Any] = {"datasets": [_source_provenance(s) for s in sources]}
     out.update(extra)
+    return out
+
+
+def _source_provenance(s: Source) -> dict[str, Any]:
+    out: dict[str, Any] = {"slug": s.slug, "version": s.version, "partial": not s.view.whole}
+    if s.disclosure is not None:
+        from datenlabor.service.confidential import public_report
+
+        out["disclosure"] = public_report(s.disclosure)
     return out
 
 
@@ -232,6 +237,7 @@ class GrantIn(BaseModel):
     user: str | None = None
     hide_columns: list[str] = Field(default_factory=list)
     rows: str | None = None
+    microdata: bool = False  # microdata of a confidential dataset
 
 
 @router.get("/datasets/{slug}/grants")
@@ -251,6 +257,7 @@ def create_grant(
         user=body.user,
         hide_columns=body.hide_columns,
         rows=body.rows,
+        microdata=body.microdata,
         client=client_of(request),
     )
     return g.to_dict()

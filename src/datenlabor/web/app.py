@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 from datenlabor import __version__
 from datenlabor.pool.pool import Pool
 from datenlabor.service.gate import Gate
-from datenlabor.web import api, ckan_routes, dcat_routes, errors, oidc
+from datenlabor.web import (
+    api,
+    ckan_routes,
+    dcat_routes,
+    disclosure_routes,
+    errors,
+    mqa_routes,
+    oidc,
+)
 from datenlabor.web.limits import BodyLimit
 
 
@@ -37,8 +45,15 @@ def create_app(pool: Pool) -> FastAPI:
     errors.install(app, html_handler)
     oidc.install(app)
     app.include_router(api.router)
+    disclosure_routes.install(app)
     dcat_routes.install(app)  # ahead of the UI's /datasets/{slug}: /datasets/x.ttl is RDF
     ckan_routes.install(app)  # /api/3/action/… for CKAN tools
+    __import__("datenlabor.web.assist_routes", fromlist=["install"]).install(app)
+    __import__("datenlabor.web.kb_routes", fromlist=["install"]).install(app)  # assist kb
+    mqa_routes.install(app)  # /api/v1/…/metadata-quality
+    __import__("datenlabor.web.governance_routes", fromlist=["install"]).install(app)
+    __import__("datenlabor.web.dashboard_routes", fromlist=["install"]).install(app)
+    __import__("datenlabor.web.ui_dashboards", fromlist=["install"]).install(app)
     _offline_docs(app)
 
     @app.get("/healthz", include_in_schema=False)

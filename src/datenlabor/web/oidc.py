@@ -29,10 +29,8 @@ Behind a TLS-terminating reverse proxy, run uvicorn with ``--proxy-headers`` (an
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
-import os
 import re
 import secrets
 import time
@@ -59,6 +57,7 @@ from datenlabor.access.accounts import USERNAME
 from datenlabor.access.principal import ANONYMOUS, Principal
 from datenlabor.config import Settings
 from datenlabor.errors import BadInput, Conflict, DatenlaborError, NotFound
+from datenlabor.pool.secret import pool_key
 from datenlabor.store.models import User
 from datenlabor.web.auth import client_of, start_browser_session
 from datenlabor.web.errors import problem
@@ -255,41 +254,7 @@ def safe_next(value: str | None) -> str:
 
 def pending_key(pool_root: Path) -> bytes:
     """The key signing pending-login cookies, created once per pool (mode 0600)."""
-    folder = pool_root / "secrets"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / "oidc.key"
-    for _ in range(50):
-        try:
-            key = path.read_bytes().strip()
-        except FileNotFoundError:
-            key = b""
-        if len(key) >= 32:
-            return key
-        if not path.exists():
-            # Write the whole key under a private name, then link it into place: another
-            # worker starting at the same time either wins the link or reads a full key.
-            tmp = folder / f".oidc.key.{os.getpid()}.{secrets.token_hex(4)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_urlsafe(48).encode() + b"\n")
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            except OSError:  # a file system without hard links: an exclusive create instead
-                with contextlib.suppress(FileExistsError):
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    try:
-                        os.write(fd, tmp.read_bytes())
-                    finally:
-                        os.close(fd)
-            finally:
-                tmp.unlink()
-            continue
-        time.sleep(0.02)  # a file too short to be a key: someone else is still writing it
-    raise BadInput(f"the key file {path} is too short; delete it to have a new one made")
+    return pool_key(pool_root, "oidc")
 
 
 def _client(config: OidcConfig, metadata: dict[str, Any], redirect_uri: str) -> AsyncOAuth2Client:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from datenlabor.access.policy import can_manage
 from datenlabor.errors import BadInput, DatenlaborError, NotFound
+from datenlabor.pool import metadata_quality
 from datenlabor.pool.catalog import LICENCES, VISIBILITIES
 from datenlabor.service import grants as grant_ops
 from datenlabor.service import publishing
@@ -74,12 +75,27 @@ def _preview(request: Request, slug: str) -> dict[str, Any]:
         return out
     out["columns"] = result.table.column_names
     out["rows"] = [list(r.values()) for r in result.table.to_pylist()]
+    if result.source.disclosure is not None:
+        out["rows"] = _suppressed_as_dots(out["columns"], out["rows"])
     out["version"] = result.source.version
     keep = [(k, v) for k, v in params if k != "after"]
     if result.next:
         out["next"] = f"/datasets/{slug}?{urlencode([*keep, ('after', result.next)])}#vorschau"
     if out["paged"]:
         out["first"] = f"/datasets/{slug}?{urlencode(keep)}#vorschau"
+    return out
+
+
+def _suppressed_as_dots(columns: list[str], rows: list[list[Any]]) -> list[list[Any]]:
+    """Suppressed cells of a protected table shown as "." (the official German symbol)."""
+    if "status" not in columns:
+        return rows
+    status = columns.index("status")
+    out = []
+    for row in rows:
+        if row[status] in ("primary", "secondary"):
+            row = ["." if v is None else v for v in row]
+        out.append(row)
     return out
 
 
@@ -103,12 +119,14 @@ def dataset_page(
         status=status,
         section="catalogue",
         info=info,
-        partial=not view.whole,
+        partial=not view.whole and not view.protected,
+        protected=view.protected,
         primary_key=[k for k in info.primary_key if k in visible],
         versions=list(reversed(versions)),
         latest=latest,
         fields=latest.schema.get("fields", []),
         quality=quality,
+        metadata_quality=metadata_quality.assess(d, root=gate.pool.root),
         preview=_preview(request, slug),
         operators=OPERATORS,
         formats=DOWNLOAD_FORMATS,
