@@ -286,3 +286,15 @@ def test_cli_sets_shows_and_clears_rules(tmp_path: Path) -> None:
     assert r.exit_code == 0
     r = runner.invoke(app, ["--pool", str(pool_dir), "sdc", "rules", "show", "antraege"])
     assert r.stdout.strip() == "null"
+
+
+def test_cleanup_removes_protected_tables_once_rules_are_lifted(env) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, gate, _ = env
+    _confidential(client, tokens)
+    _cells(client, tokens["analyst"])
+    folder = gate.pool.root / "disclosure" / "antraege"
+    assert any(folder.glob("*.parquet"))
+    assert gate.pool.cleanup().orphan_files == []  # still confidential: kept
+    confidential.set_rules(gate, Principal(username="setup", role="admin", via="local"), "antraege", None)
+    report = gate.pool.cleanup()
+    assert not folder.exists() and any(f.endswith(".parquet") for f in report.orphan_files)

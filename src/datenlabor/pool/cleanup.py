@@ -52,7 +52,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _size(path: Path) -> int:
+def folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -71,7 +71,7 @@ def remove_dead_work(root: Path, report: CleanupReport | None = None) -> Cleanup
                 continue  # not ours to judge: another host's, or not a work folder
             if not entry.is_dir() or _alive(int(parts[0])):
                 continue
-            report.bytes_freed += _size(entry)
+            report.bytes_freed += folder_size(entry)
             shutil.rmtree(entry, ignore_errors=True)
             report.work_folders.append(str(entry.relative_to(root)))
     return report
@@ -121,7 +121,7 @@ def remove_orphans(
         with dataset_lock(root / "locks", slug, timeout_s=lock_timeout_s):
             if rel in recorded():  # a first ingest recorded it meanwhile
                 continue
-            report.bytes_freed += _size(table_dir)
+            report.bytes_freed += folder_size(table_dir)
             shutil.rmtree(table_dir, ignore_errors=True)
             report.orphan_tables.append(rel)
     return report

@@ -437,9 +437,27 @@ class Pool:
             with self.store.session() as s:
                 return {d.table_path: d.slug for d in s.scalars(select(Dataset))}
 
-        return leftovers.remove_orphans(
+        leftovers.remove_orphans(
             self.root, recorded, lock_timeout_s=self.settings.lock_timeout_s, report=report
         )
+        self._remove_stale_protected(report)
+        return report
+
+    def _remove_stale_protected(self, report: leftovers.CleanupReport) -> None:
+        """Protected tables (datenlabor.service.confidential) of datasets that are gone or no
+        longer confidential: derived data, recomputed whenever rules are set again."""
+        folder = self.root / "disclosure"
+        if not folder.is_dir():
+            return
+        with self.store.session() as s:
+            confidential = {
+                d.slug for d in s.scalars(select(Dataset)) if d.disclosure is not None
+            }
+        for sub in sorted(folder.iterdir()):
+            if sub.is_dir() and sub.name not in confidential:
+                report.bytes_freed += leftovers.folder_size(sub)
+                report.orphan_files += [str(f.relative_to(self.root)) for f in sub.iterdir()]
+                shutil.rmtree(sub, ignore_errors=True)
 
     def table_dir(self, slug: str) -> Path:
         with self.store.session() as s:

@@ -12,6 +12,7 @@ would let a caller recover suppressed cells by difference.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -176,9 +177,15 @@ def protected(
 
 
 def _read(path: Path, report_path: Path) -> ProtectedVersion | None:
-    # The report is written after the table: both present means complete.
+    # The report is written after the table: both present means complete, and a complete
+    # protected table never changes, so it is kept in memory once read.
     if not (path.exists() and report_path.exists()):
         return None
+    return _load(path, report_path)
+
+
+@functools.lru_cache(maxsize=256)
+def _load(path: Path, report_path: Path) -> ProtectedVersion:
     return ProtectedVersion(
         path, pq.read_schema(path), json.loads(report_path.read_text(encoding="utf-8"))
     )
