@@ -38,6 +38,7 @@ from datenlabor.access.policy import DatasetView
 from datenlabor.access.principal import Principal
 from datenlabor.interop import licences
 from datenlabor.pool import ags
+from datenlabor.pool.catalog import THEMES
 from datenlabor.service.gate import DOWNLOAD_FORMATS, Gate
 from datenlabor.store.models import Dataset, Organisation, Version
 
@@ -55,25 +56,6 @@ IANA = "https://www.iana.org/assignments/media-types/"
 GEOCODING = "http://dcat-ap.de/def/politicalGeocoding/"
 GEOCODING_LEVEL = Namespace(GEOCODING + "Level/")
 
-#: The 14 themes of the EU data-theme vocabulary (datasets store the codes).
-THEMES = frozenset(
-    [
-        "AGRI",
-        "ECON",
-        "EDUC",
-        "ENER",
-        "ENVI",
-        "GOVE",
-        "HEAL",
-        "INTR",
-        "JUST",
-        "OP_DATPRO",
-        "REGI",
-        "SOCI",
-        "TECH",
-        "TRAN",
-    ]
-)
 
 #: Download format -> (EU file-type code, IANA media type).
 FORMATS: dict[str, tuple[str, str]] = {

@@ -15,9 +15,8 @@ from datetime import date, datetime
 from urllib.parse import urlsplit
 
 from datenlabor.interop import licences
-from datenlabor.interop.dcat import THEMES
 from datenlabor.pool import ags
-from datenlabor.pool.catalog import DatasetMeta
+from datenlabor.pool.catalog import THEMES, DatasetMeta
 
 #: Tabular formats the ingest reads, by preference when a record offers several.
 TABULAR = ("csv", "parquet", "xlsx", "json")

@@ -63,6 +63,12 @@ class DatasetMeta:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+#: The 14 themes of the EU data-theme vocabulary (datasets store the codes).
+THEMES = frozenset(
+    ["AGRI", "ECON", "EDUC", "ENER", "ENVI", "GOVE", "HEAL", "INTR", "JUST", "OP_DATPRO",
+     "REGI", "SOCI", "TECH", "TRAN"]
+)  # fmt: skip
+
 # Unqualified names with these prefixes resolve to DuckDB's built-in catalogue views.
 RESERVED_PREFIXES = ("duckdb_", "pg_", "pragma_", "sqlite_")
 

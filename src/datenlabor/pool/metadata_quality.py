@@ -56,7 +56,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from datenlabor.pool import ags
-from datenlabor.pool.catalog import LICENCES
+from datenlabor.pool.catalog import LICENCES, THEMES
 from datenlabor.store.models import Dataset
 
 MAX_POINTS = 405
@@ -74,25 +74,6 @@ DIMENSIONS = {
     "reusability": ("Wiederverwendbarkeit", "Reusability"),
     "contextuality": ("Kontext", "Contextuality"),
 }
-# The EU data-theme vocabulary (the codes datasets store; the same list as the DCAT export).
-EU_THEMES = frozenset(
-    [
-        "AGRI",
-        "ECON",
-        "EDUC",
-        "ENER",
-        "ENVI",
-        "GOVE",
-        "HEAL",
-        "INTR",
-        "JUST",
-        "OP_DATPRO",
-        "REGI",
-        "SOCI",
-        "TECH",
-        "TRAN",
-    ]
-)
 # Formats of the distributions we publish: (EU file type, non-proprietary, machine-readable).
 PUBLISHED_FORMATS = {
     "csv": ("CSV", True, True),
@@ -116,7 +97,7 @@ class Indicator:
 
 
 def _themes_ok(d: Dataset, _root: Path | None) -> bool:
-    return any(_theme_code(t) in EU_THEMES for t in d.themes or [])
+    return any(_theme_code(t) in THEMES for t in d.themes or [])
 
 
 def _theme_code(value: Any) -> str:
