@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,6 @@ def _plain(text: str) -> Extracted:
 
 def _pdf(data: bytes, name: str) -> Extracted:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -251,8 +251,11 @@ def _pdf(data: bytes, name: str) -> Extracted:
         pages = len(reader.pages)
     except BadInput:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise BadInput(f"not a readable PDF: {exc}", file=name) from exc
+    except Exception as exc:
+        # pypdf fails on damaged files with whatever its object model meets: fuzzing found
+        # PdfReadError, LimitReachedError, DeprecationError, NotImplementedError, zlib.error,
+        # AttributeError and AssertionError. All of them mean: not a readable PDF.
+        raise BadInput(f"not a readable PDF: {exc or type(exc).__name__}", file=name) from exc
     ex = b.result()
     ex.title = meta_title or ex.title
     ex.pages = pages
@@ -260,13 +263,18 @@ def _pdf(data: bytes, name: str) -> Extracted:
 
 
 def _docx(data: bytes, name: str) -> Extracted:
+    from datenlabor.zipbomb import check_archive
+
+    check_archive(data, name)  # python-docx unpacks whole parts into memory
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, NotImplementedError) as exc:
+        raise BadInput(f"not a readable DOCX file: {exc}", file=name) from exc
+    except (zlib.error, SyntaxError) as exc:  # a damaged part: bad deflate data or bad XML
         raise BadInput(f"not a readable DOCX file: {exc}", file=name) from exc
     b = _Builder()
     for item in document.iter_inner_content():

@@ -244,12 +244,16 @@ def _html_text(html: str) -> str:
 def parse_eml(data: bytes, name: str = "message.eml") -> Request:
     """A request from one e-mail (RFC 5322 bytes)."""
     msg = BytesParser(policy=policy.default).parsebytes(data)
-    if not isinstance(msg, EmailMessage) or (not msg.get("from") and not msg.get_payload()):
+    if not isinstance(msg, EmailMessage) or (not _header(msg, "from") and not msg.get_payload()):
         raise BadInput("not an e-mail message (no headers or body)", file=name)
     body_part = msg.get_body(preferencelist=("plain", "html"))
     body = ""
     if body_part is not None:
-        content = body_part.get_content()
+        try:
+            content = body_part.get_content()
+        except (LookupError, UnicodeError, ValueError):  # unknown or lying charset label
+            raw = body_part.get_payload(decode=True)
+            content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
         body = _html_text(content) if body_part.get_content_type() == "text/html" else content
     attachments, texts = [], []
     for part in msg.iter_attachments():
@@ -264,12 +268,12 @@ def parse_eml(data: bytes, name: str = "message.eml") -> Request:
                 entry["chars"] = len(text)
         attachments.append(entry)
     when = None
-    if msg.get("date"):
+    if _header(msg, "date"):
         try:
-            when = parsedate_to_datetime(str(msg["date"]))
+            when = parsedate_to_datetime(_header(msg, "date"))
         except (TypeError, ValueError):
             when = None
-    mid = str(msg.get("message-id") or "").strip()
+    mid = _header(msg, "message-id").strip()
     rid = "M-" + hashlib.sha256(mid.encode()).hexdigest()[:16] if mid else None
     if not body.strip() and not texts:
         raise BadInput("the e-mail has no text (neither body nor readable attachments)", file=name)
@@ -278,12 +282,23 @@ def parse_eml(data: bytes, name: str = "message.eml") -> Request:
         channel="email",
         received_at=when if when is None or when.tzinfo else when.replace(tzinfo=UTC),
         request_id=rid,
-        subject=str(msg.get("subject") or "") or None,
-        sender=str(msg.get("from") or "") or None,
+        subject=_header(msg, "subject") or None,
+        sender=_header(msg, "from") or None,
         attachments=attachments,
         attachment_text="\n\n".join(texts),
         source=name,
     )
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    """A header as text. Where the standard library's header parser fails on a malformed
+    value (it raises AttributeError, IndexError, … for some address lists), the value is
+    taken as it was sent."""
+    try:
+        value = msg.get(name)
+    except Exception:  # whatever email.headerregistry raises: fall back to the raw text
+        value = next((v for k, v in msg.raw_items() if k.lower() == name), None)
+    return str(value or "")
 
 
 def _attachment_text(payload: bytes, filename: str, ctype: str, entry: dict[str, Any]) -> str:

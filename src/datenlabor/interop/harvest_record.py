@@ -105,7 +105,10 @@ def format_of(*stated: str | None) -> tuple[str | None, bool]:
             continue
         word = raw.strip().lower()
         if word.startswith(("http://", "https://")):
-            path = urlsplit(word).path
+            try:
+                path = urlsplit(word).path
+            except ValueError:  # e.g. "Invalid IPv6 URL": says nothing about a format
+                continue
             # IANA media type URIs end in type/subtype, EU file-type URIs and URLs in a name
             word = path.split("/media-types/", 1)[1] if "/media-types/" in path else path
             if "/media-types/" not in path:

@@ -19,6 +19,7 @@ Nested attributes (lists, containers, meta attributes) and log-level attributes 
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -201,7 +202,7 @@ def read_xes(path: Path, work: Path, *, chunk_events: int = CHUNK_EVENTS) -> Par
             raise BadInput(
                 f"invalid XML: {exc.msg}", file=file, line=exc.lineno or None
             ) from exc
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise BadInput(f"cannot read file: {exc}", file=file) from exc
     if not seen_log:
         raise BadInput("not an XES log: no <log> element", file=file)
@@ -216,7 +217,7 @@ def _refuse_dtd(path: Path) -> None:
     with _open(path) as fh:
         try:
             head = fh.read(64 * 1024)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise BadInput(f"cannot read file: {exc}", file=str(path)) from exc
     start = head.find(b"<log")
     prolog = head if start < 0 else head[:start]

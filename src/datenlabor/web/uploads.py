@@ -76,7 +76,21 @@ def _basename(raw: bytes) -> str:
         name = raw.decode("latin-1")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    return "" if name in (".", "..") else unicodedata.normalize("NFC", name)
+    name = "" if name in (".", "..") else unicodedata.normalize("NFC", name)
+    return _shortened(name)
+
+
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes per name; the name becomes a file's name
+
+
+def _shortened(name: str) -> str:
+    """``name`` cut to MAX_NAME_BYTES of UTF-8, keeping its suffix (``aaaa….csv``)."""
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 17 else ""
+    stem = name[: len(name) - len(suffix)]
+    room = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+    return stem.encode("utf-8")[:room].decode("utf-8", "ignore") + suffix
 
 
 def _suffix(filename: str) -> str:

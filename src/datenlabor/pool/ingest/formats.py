@@ -10,6 +10,7 @@ from datenlabor.errors import BadInput
 from datenlabor.pool.ingest.reading import Reading, duckdb_error
 from datenlabor.pool.ingest.source import SourceFile
 from datenlabor.query.connection import load_extension, quote_literal
+from datenlabor.zipbomb import check_archive
 
 
 def open_parquet(con: duckdb.DuckDBPyConnection, src: SourceFile) -> Reading:
@@ -47,6 +48,7 @@ def open_json(con: duckdb.DuckDBPyConnection, src: SourceFile) -> Reading:
 
 def open_xlsx(con: duckdb.DuckDBPyConnection, src: SourceFile, *, sheet: str | None) -> Reading:
     """First sheet or a named one; the header row gives column names."""
+    check_archive(src.path, str(src.path))  # before calamine or DuckDB unpack anything
     load_extension(con, "excel")
     sheets = _sheet_names(src.path)
     if sheet is not None and sheet not in sheets:

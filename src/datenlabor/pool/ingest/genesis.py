@@ -297,7 +297,8 @@ def _classic_long(
     code_cols = {
         c
         for c in range(n_rd - 1)
-        if all(_CODE_VALUE_RE.match(r[c]) for r in row_values)
+        # (short rows are reported by the width check below, not here)
+        if all(c < len(r) and _CODE_VALUE_RE.match(r[c]) for r in row_values)
         and any(r[c].startswith("0") or r[c] == "DG" for r in row_values)
     }
     names = _fit_names(title_dims, n_rd, len(free), code_cols) or [
