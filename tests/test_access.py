@@ -170,7 +170,7 @@ def test_grant_validation_and_permissions(gate: Gate, tmp_path: Path) -> None:
         publishing.ingest(
             gate, nrw, _csv(tmp_path), dataset="neu", meta=DatasetMeta(publisher="bmi")
         )
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # invisible to nrw: answered like a missing dataset
         publishing.delete(gate, nrw, "offen")
     # soft delete hides at once and blocks re-creation until restored
     publishing.delete(gate, steward, "offen")

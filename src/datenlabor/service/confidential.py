@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from datenlabor.access.policy import require_manage
 from datenlabor.access.principal import Principal
 from datenlabor.errors import BadInput, NotFound
 from datenlabor.pool import delta
@@ -68,11 +67,7 @@ def set_rules(
     effect, so rules that do not fit the data are refused and change nothing."""
     from datenlabor.disclosure import Rules
 
-    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    d = gate.managed(p, slug)  # 401/404/403: tells no more than the caller knows
     stored: dict[str, Any] | None = None
     if rules is not None:
         parsed = Rules.from_json(rules)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from datenlabor.access.accounts import Accounts
 from datenlabor.access.audit import AuditLog, Event
-from datenlabor.access.policy import DatasetView, view_of, visible_filter
+from datenlabor.access.policy import DatasetView, require_manage, view_of, visible_filter
 from datenlabor.access.principal import Principal
 from datenlabor.errors import BadInput, NotFound
 from datenlabor.pool import delta
@@ -150,6 +150,26 @@ class Gate:
         if d is None or view is None:
             raise NotFound(f"no dataset {slug!r}")
         return d, view
+
+    def managed(self, p: Principal, slug: str, *, write: bool = True) -> Dataset:
+        """The dataset the caller wants to change, freshly loaded.
+
+        Refusals tell no more than the caller may know: signing in (401) and the token's
+        scope (403) are checked before the dataset is looked up, a dataset the caller may
+        not see answers NotFound exactly like a missing one, and only a dataset the caller
+        sees but does not manage answers 403. ``write=False``: reading what only managers
+        read (grants), also with a read token.
+        """
+        if write:
+            p.require_write()
+        else:
+            p.require_login()
+        self.dataset(p, slug)  # NotFound for whoever may not know it exists
+        d = self.load(slug, fresh=True)
+        if d is None or not d.versions:
+            raise NotFound(f"no dataset {slug!r}")
+        require_manage(p, d)
+        return d
 
     def visible(self, p: Principal) -> list[tuple[Dataset, DatasetView]]:
         with self.pool.store.session() as s:

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from datenlabor.access.policy import require_manage
 from datenlabor.access.principal import Principal
 from datenlabor.errors import BadInput, NotFound
 from datenlabor.service.gate import Gate
@@ -69,11 +68,7 @@ def add_grant(
 
     if (org is None) == (user is None):
         raise BadInput("a grant is for exactly one organisation (--org) or one user (--user)")
-    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    d = gate.managed(p, slug)  # 401/404/403: tells no more than the caller knows
     hidden = [c.strip() for c in hide_columns or [] if c.strip()]
     narrows = bool(hidden) or bool(rows and rows.strip())
     if microdata and d.disclosure is None:
@@ -142,11 +137,7 @@ def add_grant(
 
 
 def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
-    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    d = gate.managed(p, slug, write=False)  # 401/404/403: tells no more than the caller knows
     with gate.pool.store.session() as s:
         rows = s.scalars(select(Grant).where(Grant.dataset_id == d.id).order_by(Grant.id))
         return [GrantInfo.of(g, slug) for g in rows]
@@ -155,11 +146,7 @@ def grants_of(gate: Gate, p: Principal, slug: str) -> list[GrantInfo]:
 def revoke_grant(
     gate: Gate, p: Principal, slug: str, grant_id: int, *, client: str | None = None
 ) -> None:
-    gate.dataset(p, slug)  # NotFound for whoever may not know it exists
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    d = gate.managed(p, slug)  # 401/404/403: tells no more than the caller knows
     with gate.pool.store.session() as s, s.begin():
         g = s.get(Grant, grant_id)
         if g is None or g.dataset_id != d.id:

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from datenlabor.access.policy import require_manage
+from datenlabor.access.policy import require_manage, view_of
 from datenlabor.access.principal import Principal
-from datenlabor.errors import BadInput, NotFound
+from datenlabor.errors import BadInput, Conflict, NotFound
 from datenlabor.pool.catalog import DatasetMeta
 from datenlabor.pool.info import DatasetInfo, VersionInfo
 from datenlabor.service.gate import Gate
@@ -26,6 +26,16 @@ def _org_id(gate: Gate, slug: str | None) -> int | None:
         return org.id
 
 
+def _require_create(gate: Gate, p: Principal, meta: DatasetMeta) -> None:
+    """Whether the caller may create a dataset published by ``meta.publisher`` (default: the
+    caller's organisation, filled in)."""
+    if meta.publisher is None:
+        if p.organisation is None:
+            raise BadInput("say which organisation publishes the dataset", column="org")
+        meta.publisher = p.organisation
+    require_manage(p, None, _org_id(gate, meta.publisher))
+
+
 def ingest(
     gate: Gate,
     p: Principal,
@@ -40,16 +50,18 @@ def ingest(
     """A new version of ``dataset`` (created on first load) from a file on disk."""
     meta = meta or DatasetMeta()
     existing = gate.load(dataset, fresh=True)
+    if existing is not None and existing.versions and view_of(p, existing) is None:
+        # A dataset the caller may not see: refuse exactly as a new dataset of this name would
+        # be refused; a caller who could create it learns only that the name is taken (slugs
+        # are one namespace), never who publishes it or what it holds.
+        _require_create(gate, p, meta)
+        raise Conflict(f"the dataset name {dataset!r} is taken; choose another")
     if existing is not None and existing.versions:
         require_manage(p, existing)
         if meta.publisher and existing.publisher and meta.publisher != existing.publisher.slug:
             require_manage(p, None, _org_id(gate, meta.publisher))
     else:
-        if meta.publisher is None:
-            if p.organisation is None:
-                raise BadInput("say which organisation publishes the dataset", column="org")
-            meta.publisher = p.organisation
-        require_manage(p, None, _org_id(gate, meta.publisher))
+        _require_create(gate, p, meta)
     try:
         version = gate.pool.ingest(path, dataset=dataset, meta=meta, user=p.label(), **options)
     except Exception as exc:
@@ -85,10 +97,9 @@ def ingest(
 def update_metadata(
     gate: Gate, p: Principal, slug: str, meta: DatasetMeta, *, client: str | None = None
 ) -> DatasetInfo:
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    # signed in first, then visible, then managed: an anonymous caller or one who may not
+    # see the dataset must not learn from the refusal that it exists (authorisation matrix)
+    d = gate.managed(p, slug)
     if meta.publisher and (d.publisher is None or meta.publisher != d.publisher.slug):
         require_manage(p, None, _org_id(gate, meta.publisher))
     info = gate.pool.update_metadata(slug, meta)
@@ -105,10 +116,9 @@ def update_metadata(
 
 
 def delete(gate: Gate, p: Principal, slug: str, *, client: str | None = None) -> str:
-    d = gate.load(slug, fresh=True)
-    if d is None or not d.versions:
-        raise NotFound(f"no dataset {slug!r}")
-    require_manage(p, d)
+    # signed in first, then visible, then managed: an anonymous caller or one who may not
+    # see the dataset must not learn from the refusal that it exists (authorisation matrix)
+    d = gate.managed(p, slug)
     purge = gate.pool.delete(slug, retention_days=gate.pool.settings.retention_days)
     gate.forget(slug)
     gate.audit.log(

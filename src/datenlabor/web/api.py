@@ -24,9 +24,10 @@ from datenlabor.service import publishing
 from datenlabor.service.catalogue import FACETS, search
 from datenlabor.service.gate import Gate, Source
 from datenlabor.web.auth import check_csrf, client_of, principal
+from datenlabor.web.errors import ERROR_RESPONSES
 from datenlabor.web.upload_flow import ingest_upload, received_upload
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 MEDIA = {
     "csv": "text/csv; charset=utf-8",
@@ -206,7 +207,12 @@ def get_rows(slug: str, request: Request, p: Principal = Depends(principal)) -> 
     return JSONResponse(body)
 
 
-@router.get("/datasets/{slug}/download")
+@router.get(
+    "/datasets/{slug}/download",
+    responses={
+        200: {"description": "the file", "content": {m.split(";")[0]: {} for m in MEDIA.values()}}
+    },
+)
 def download(
     slug: str,
     request: Request,
@@ -469,7 +475,12 @@ def audit(request: Request, limit: int = 100, p: Principal = Depends(principal))
     return {"entries": entries, "next_before": entries[-1]["id"] if entries else None}
 
 
-@router.get("/audit/export")
+@router.get(
+    "/audit/export",
+    responses={
+        200: {"description": "the log", "content": {"text/csv": {}, "application/x-ndjson": {}}}
+    },
+)
 def audit_export(
     request: Request, format: str = "csv", p: Principal = Depends(principal)
 ) -> StreamingResponse:

@@ -18,8 +18,9 @@ from datenlabor.assist import inbox, registry, review
 from datenlabor.errors import BadInput, NotFound
 from datenlabor.web.api import gate_of
 from datenlabor.web.auth import check_csrf, client_of, principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1/assist", tags=["assist"])
+router = APIRouter(prefix="/api/v1/assist", tags=["assist"], responses=ERROR_RESPONSES)
 
 
 class RequestIn(BaseModel):
@@ -155,11 +156,28 @@ def make_answer(gate: Any, p: Principal, request_id: str) -> int:
     view = review.request_view(gate, p, request_id)
     req = view["request"]
     question = "\n\n".join(x for x in (req.get("subject"), req.get("text")) if x)
-    d = draft(gate, p, question)
+    # The stored draft is read by every caseworker of the receiving organisation, so it may
+    # cite and quote only what all of them may read, not what its drafter (an admin, or a
+    # user with a personal grant) reads beyond that (authorisation matrix, issue 10).
+    d = draft(gate, _audience(gate, p), question)
     triage = [s for s in view["suggestions"] if s["kind"] == "triage"]
     dataset = triage[-1]["dataset"] if triage else gate.pool.settings.assist_inbox_dataset
     version = triage[-1]["dataset_version"] if triage else None
     return review.record_answer(gate, p, request_id, d, dataset=dataset, version=version)
+
+
+def _audience(gate: Any, p: Principal) -> Principal:
+    """The drafter, seeing only what the inbox organisation's caseworkers all see."""
+    d = gate.load(inbox.inbox_slug(gate))
+    org = d.publisher if d is not None else None
+    return Principal(
+        username=p.username,
+        role="analyst",  # stewards and analysts of an organisation see the same datasets
+        user_id=None,  # personal grants of the drafter are not shared with the others
+        organisation_id=org.id if org is not None else None,
+        organisation=org.slug if org is not None else None,
+        via=p.via,
+    )
 
 
 @router.post("/suggestions/{suggestion_id}/decision")

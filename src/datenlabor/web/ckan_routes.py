@@ -122,13 +122,44 @@ async def _action(action: str, request: Request, version_prefix: str) -> JSONRes
     return JSONResponse({"help": help_url, "success": True, "result": result})
 
 
-@router.api_route("/api/3/action/{action}", methods=["GET", "POST"], summary="CKAN action")
+# CKAN answers errors with its own envelope ({"help", "success": false, "error"}); 400 is
+# an unknown action, 409 CKAN's validation error.
+_CKAN_ERROR = {"content": {"application/json": {"schema": {"type": "object"}}}}
+CKAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": why, **_CKAN_ERROR}
+    for code, why in [(400, "unknown action"), (403, "authorisation error"),
+                      (404, "not found"), (409, "validation error")]
+}  # fmt: skip
+
+
+# One operation per method (one function for both would give both the same operation id).
+@router.get("/api/3/action/{action}", summary="CKAN action", responses=CKAN_RESPONSES)
 async def action_v3(action: str, request: Request) -> JSONResponse:
     return await _action(action, request, "/api/3/action")
 
 
-@router.api_route("/api/action/{action}", methods=["GET", "POST"], summary="CKAN action")
+@router.post(
+    "/api/3/action/{action}",
+    summary="CKAN action (parameters as JSON body)",
+    operation_id="action_v3_post",
+    responses=CKAN_RESPONSES,
+)
+async def action_v3_post(action: str, request: Request) -> JSONResponse:
+    return await _action(action, request, "/api/3/action")
+
+
+@router.get("/api/action/{action}", summary="CKAN action", responses=CKAN_RESPONSES)
 async def action(action: str, request: Request) -> JSONResponse:
+    return await _action(action, request, "/api/action")
+
+
+@router.post(
+    "/api/action/{action}",
+    summary="CKAN action (parameters as JSON body)",
+    operation_id="action_post",
+    responses=CKAN_RESPONSES,
+)
+async def action_post(action: str, request: Request) -> JSONResponse:
     return await _action(action, request, "/api/action")
 
 

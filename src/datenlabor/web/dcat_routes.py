@@ -13,8 +13,9 @@ from datenlabor.errors import NotFound
 from datenlabor.interop import dcat
 from datenlabor.service.gate import Gate
 from datenlabor.web.auth import principal
+from datenlabor.web.errors import PAGE_ERROR_RESPONSES
 
-router = APIRouter(tags=["dcat"])
+router = APIRouter(tags=["dcat"], responses=PAGE_ERROR_RESPONSES)
 
 
 def _gate(request: Request) -> Gate:

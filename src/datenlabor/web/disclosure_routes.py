@@ -10,8 +10,9 @@ from datenlabor.access.principal import Principal
 from datenlabor.service import confidential
 from datenlabor.web.api import gate_of
 from datenlabor.web.auth import client_of, principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
 
 @router.get("/datasets/{slug}/disclosure")

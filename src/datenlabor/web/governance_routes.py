@@ -19,8 +19,9 @@ from datenlabor.governance import activation, assessment, audits, entries, marke
 from datenlabor.governance.fairness import Thresholds
 from datenlabor.web.api import gate_of
 from datenlabor.web.auth import principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1/governance", tags=["governance"])
+router = APIRouter(prefix="/api/v1/governance", tags=["governance"], responses=ERROR_RESPONSES)
 
 
 def writer(p: Principal = Depends(principal)) -> Principal:
@@ -75,13 +76,22 @@ class ReactionIn(BaseModel):
     text: str = ""
 
 
+# What the OpenAPI document declares besides JSON (checked by tests/test_schemathesis.py).
+JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"description": "JSON, or CSV with format=csv", "content": {"text/csv": {}}}
+}
+PDF: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the report", "content": {"application/pdf": {}}}
+}
+
+
 def _csv(text: str, name: str) -> Response:
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
 # -- register -----------------------------------------------------------------------------
-@router.get("/register")
+@router.get("/register", responses=JSON_OR_CSV)
 def register_list(request: Request, format: str = Query("json", pattern="^(json|csv)$"),
                   p: Principal = Depends(principal)) -> Any:  # fmt: skip
     store = gate_of(request).pool.store
@@ -199,7 +209,7 @@ def audit_show(audit_id: int, request: Request, p: Principal = Depends(principal
     return audits.get(gate_of(request), p, audit_id)
 
 
-@router.get("/audits/{audit_id}/report.pdf")
+@router.get("/audits/{audit_id}/report.pdf", responses=PDF)
 async def audit_pdf(audit_id: int, request: Request, lang: str = "de",
                     p: Principal = Depends(principal)) -> Response:  # fmt: skip
     from datenlabor.governance import report
@@ -211,7 +221,7 @@ async def audit_pdf(audit_id: int, request: Request, lang: str = "de",
 
 
 # -- marketplace --------------------------------------------------------------------------
-@router.get("/usecases")
+@router.get("/usecases", responses=JSON_OR_CSV)
 def usecase_search(
     request: Request,
     q: str | None = None,

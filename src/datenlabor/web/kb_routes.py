@@ -20,8 +20,9 @@ from datenlabor.assist.answer import draft_answer
 from datenlabor.errors import BadInput
 from datenlabor.web.api import gate_of
 from datenlabor.web.auth import check_csrf, client_of, principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1/assist/kb", tags=["assist-kb"])
+router = APIRouter(prefix="/api/v1/assist/kb", tags=["assist-kb"], responses=ERROR_RESPONSES)
 MAX_QUESTION = 20_000
 
 

@@ -15,8 +15,9 @@ from datenlabor.access.principal import Principal
 from datenlabor.pool import metadata_quality as mq
 from datenlabor.service.gate import Gate
 from datenlabor.web.auth import principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["metadata quality"])
+router = APIRouter(prefix="/api/v1", tags=["metadata quality"], responses=ERROR_RESPONSES)
 
 
 def _gate(request: Request) -> Gate:
