@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from datenlabor.config import Settings, load_settings
 from datenlabor.errors import BadInput, Conflict, NotFound
-from datenlabor.pool import checks, delta
+from datenlabor.pool import checks, delta, diskfull
 from datenlabor.pool import cleanup as leftovers
 from datenlabor.pool import schema as table_schema
 from datenlabor.pool.catalog import DatasetMeta, check_meta, check_slug
@@ -123,52 +123,55 @@ class Pool:
             csv = _csv_types_from_schema(csv or CsvOptions(), user_schema)
         report = progress or (lambda _phase, _fraction: None)
         src = Path(path)
-        con = self.connect()
-        leftovers.remove_dead_work(self.root)
-        work = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=leftovers.work_prefix()))
-        staging = self.root / "staging" / work.name  # everything staged by this ingest
-        reading: Reading | None = None
-        try:
-            report("read", None)
-            reading = open_reading(
-                con,
-                src,
-                fmt=format,
-                csv=csv,
-                sheet=sheet,
-                work_dir=work,
-                sample_bytes=self.settings.csv_sample_bytes,
-                progress=lambda f: report("read", f),
-            )
-            reading, staged = self._stage(con, reading, staging, report)
-            if user_schema is not None:
-                con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}"
-                )
-                table_schema.check_against_schema(
-                    con, "staged_rows", user_schema, file=str(src), line_offset=reading.line_offset
-                )
-            with dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s):
-                report("commit", None)
-                return self._commit(
+        # A full disk anywhere below (staging, Delta log, quality report, metadata store)
+        # becomes one clear error naming the file; the previous version stays as it was.
+        with diskfull.reported(src, self.root):
+            con = self.connect()
+            leftovers.remove_dead_work(self.root)
+            work = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=leftovers.work_prefix()))
+            staging = self.root / "staging" / work.name  # everything staged by this ingest
+            reading: Reading | None = None
+            try:
+                report("read", None)
+                reading = open_reading(
                     con,
-                    slug,
-                    reading,
-                    staged,
-                    staging,
-                    mode=mode,
-                    keys=keys,
-                    meta=meta,
-                    user_schema=user_schema,
-                    user=user or self.settings.user,
-                    allow_duplicate=allow_duplicate,
+                    src,
+                    fmt=format,
+                    csv=csv,
+                    sheet=sheet,
+                    work_dir=work,
+                    sample_bytes=self.settings.csv_sample_bytes,
+                    progress=lambda f: report("read", f),
                 )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if reading is not None:
-                reading.cleanup()
-            con.close()
-            shutil.rmtree(work, ignore_errors=True)
+                reading, staged = self._stage(con, reading, staging, report)
+                if user_schema is not None:
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}"
+                    )
+                    table_schema.check_against_schema(
+                        con, "staged_rows", user_schema, file=str(src), line_offset=reading.line_offset
+                    )
+                with dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s):
+                    report("commit", None)
+                    return self._commit(
+                        con,
+                        slug,
+                        reading,
+                        staged,
+                        staging,
+                        mode=mode,
+                        keys=keys,
+                        meta=meta,
+                        user_schema=user_schema,
+                        user=user or self.settings.user,
+                        allow_duplicate=allow_duplicate,
+                    )
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+                if reading is not None:
+                    reading.cleanup()
+                con.close()
+                shutil.rmtree(work, ignore_errors=True)
 
     def _stage(
         self, con: duckdb.DuckDBPyConnection, reading: Reading, staging: Path, report: Progress

@@ -34,7 +34,12 @@ def connect(
     if temp_dir is not None:
         (temp_dir if create_temp_dir else temp_dir.parent).mkdir(parents=True, exist_ok=True)
         config["temp_directory"] = str(temp_dir)
-    return duckdb.connect(":memory:", config=config)
+    con = duckdb.connect(":memory:", config=config)
+    # DuckDB draws its own progress bar on stdout for statements over 2 s, even when stdout
+    # is not a terminal: it broke `sql --format json` output. Progress stays queryable
+    # (query_progress) for our own bars; only DuckDB's printing is off.
+    con.execute("SET enable_progress_bar_print = false")
+    return con
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:

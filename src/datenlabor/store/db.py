@@ -55,7 +55,24 @@ def _engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True)
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    # Surviving a database restart or outage without restarting Datenlabor: every pooled
+    # connection is tested before use (a dead one is replaced, and all older ones with it),
+    # connecting gives up after a few seconds instead of the OS default of minutes, a request
+    # waits at most 10 s for a free connection, and TCP keepalives notice a peer that
+    # vanished without closing the connection. Errors then reach the web layer as
+    # OperationalError, answered 503 + Retry-After (datenlabor.web.errors).
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    host = parsed.query.get("host", "")
+    if not str(host).startswith("/"):  # keepalives: TCP only
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                            keepalives_count=3)  # fmt: skip
+    given = {k for k in parsed.query}
+    connect_args = {k: v for k, v in connect_args.items() if k not in given}
+    return create_engine(
+        url, pool_pre_ping=True, pool_timeout=10, pool_recycle=1800, connect_args=connect_args
+    )
 
 
 class Store:

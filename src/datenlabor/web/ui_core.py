@@ -17,14 +17,12 @@ from datenlabor.access.principal import ANONYMOUS, Principal
 from datenlabor.service.gate import Gate
 from datenlabor.web import i18n
 from datenlabor.web.auth import check_csrf, resolve
+from datenlabor.web.errors import store_unavailable
+from datenlabor.web.headers import PAGE_CSP
 
 LANG_COOKIE = "dl_lang"
 # Nothing on a page may come from elsewhere; inline styles only for what Plotly injects.
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; "
-    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
+CSP = PAGE_CSP
 
 env = Environment(
     loader=PackageLoader("datenlabor.web", "templates"),
@@ -49,9 +47,13 @@ def gate_of(request: Request) -> Gate:
 
 def caller(request: Request) -> tuple[Principal, str | None]:
     """The principal and CSRF token; anonymous when the credentials cannot be resolved."""
+    if getattr(request.state, "store_down", False):  # the page saying so needs no store
+        return ANONYMOUS, None
     try:
         return resolve(request)
-    except Exception:  # a broken Authorization header: show the page as to anyone
+    except Exception as exc:  # a broken Authorization header: show the page as to anyone
+        if store_unavailable(exc):  # not "anyone": the page would wrongly say "not found"
+            raise
         return ANONYMOUS, None
 
 
