@@ -44,6 +44,10 @@ WhereOpt = Annotated[
 LifecycleOpt = Annotated[
     list[str] | None, typer.Option("--lifecycle", help="Keep only these transitions")
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", help="duckdb or spark (default: the global --engine / setting)"),
+]
 EndOpt = Annotated[
     list[str] | None,
     typer.Option("--end-activity", help="Activity that closes a case (repeatable)"),
@@ -81,6 +85,13 @@ def _filters(
         attributes=attributes,
         lifecycle=list(lifecycle) if lifecycle else None,
     )
+
+
+def _engine(engine: str | None) -> str | None:
+    """--engine of the command, else the global one (None: the configured default)."""
+    from datenlabor.cli import state
+
+    return engine or state.engine
 
 
 def _print_result(result: Result, as_json: bool, limit: int = 50) -> None:
@@ -239,6 +250,7 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool]) -> None:
         lifecycle: LifecycleOpt = None,
         end_activity: EndOpt = None,
         dfg_limit: Annotated[int | None, typer.Option(help="Edges shown (default: all)")] = None,
+        engine: EngineOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Main figures: cases, events, variants, throughput time, directly-follows graph."""
@@ -247,7 +259,12 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool]) -> None:
 
         filters = _filters(start, end, period_mode, where, lifecycle)
         with open_log(
-            open_pool(), slug, version, filters=filters, end_activities=end_activity
+            open_pool(),
+            slug,
+            version,
+            filters=filters,
+            end_activities=end_activity,
+            engine=_engine(engine),
         ) as log:
             summary = log.summary(dfg_limit=dfg_limit)
         if as_json:
@@ -283,6 +300,7 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool]) -> None:
         where: WhereOpt = None,
         lifecycle: LifecycleOpt = None,
         end_activity: EndOpt = None,
+        engine: EngineOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """One analysis as a table (or JSON with provenance)."""
@@ -292,7 +310,12 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool]) -> None:
             raise BadInput(f"unknown analysis {kind!r}; choose {', '.join(ANALYSES)}")
         filters = _filters(start, end, period_mode, where, lifecycle)
         with open_log(
-            open_pool(), slug, version, filters=filters, end_activities=end_activity
+            open_pool(),
+            slug,
+            version,
+            filters=filters,
+            end_activities=end_activity,
+            engine=_engine(engine),
         ) as log:
             calls: dict[str, Callable[[], Result]] = {
                 "volumes": lambda: log.cases_over_time(freq or "month"),

@@ -16,7 +16,7 @@ import getpass
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     lock_timeout_s: float = Field(default=600.0, description="Wait for a dataset lock")
     csv_sample_bytes: int = Field(default=4 * 1024 * 1024, description="Bytes sniffed")
     duckdb_memory: str = Field(default="600MB", description="DuckDB memory limit per job")
+    # -- engines (datenlabor.engines; docs/scale-out.md) -------------------------------------
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="Engine for SQL, KPIs, quality checks: duckdb or spark"
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master URL: local[N], spark://host:7077, yarn, k8s://…",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra Spark settings (JSON in the environment: {"spark.executor.memory": "8g"})',
+    )
     # -- service --------------------------------------------------------------------------
     cache_bytes: int = Field(
         default=512 * 1024**2,

@@ -40,7 +40,7 @@ def dfg(log: ProcedureLog) -> Result:
     """
     sql = f'SELECT * FROM ({_named_edges(log)}) ORDER BY count DESC, "from", "to"'
     result = log.result("dfg", sql)
-    starts, finals = log.traces().start_end_counts()
+    starts, finals = log.start_end_counts()
     result.totals.update(start_activities=starts, end_activities=finals)
     return result
 

@@ -146,7 +146,11 @@ class ProcedureLog:
         filters: Filters | None = None,
         end_activities: list[str] | None = None,
         timezone: str = DEFAULT_TIMEZONE,
+        engine: str | None = None,
     ) -> None:
+        from datenlabor.engines import check_engine
+
+        self.engine = check_engine(engine, pool.settings)
         handle = pool.dataset(slug)
         info = handle.version(version)
         self.slug, self.version = slug, info.version
@@ -166,11 +170,20 @@ class ProcedureLog:
         # A temp folder of its own: DuckDB connections sharing one spill folder overwrite
         # each other's spill files.
         self._tmp = Path(tempfile.mkdtemp(dir=pool.root / "tmp", prefix=work_prefix() + "log-"))
-        self.con = connect(temp_dir=self._tmp, memory_limit=pool.settings.duckdb_memory)
+        self.con: Any
+        if self.engine == "spark":
+            from datenlabor.engines.spark import SparkConnection
+
+            self.con = SparkConnection(pool.settings, timezone=timezone)
+        else:
+            self.con = connect(temp_dir=self._tmp, memory_limit=pool.settings.duckdb_memory)
         try:
             self.con.execute(f"SET TimeZone = {quote_literal(timezone)}")
-            listed = ", ".join(quote_literal(str(f)) for f in files)
-            self.con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet([{listed}])")
+            if self.engine == "spark":
+                self.con.register_files("src", files, schema)
+            else:
+                listed = ", ".join(quote_literal(str(f)) for f in files)
+                self.con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet([{listed}])")
             self.con.execute(f"CREATE TEMP VIEW ev AS {self._events_sql()}")
         except BaseException as exc:
             self.close()
@@ -231,9 +244,27 @@ class ProcedureLog:
 
     def traces(self) -> Traces:
         """The (filtered) events in ``seq`` order with case boundaries (read once)."""
+        if self.engine != "duckdb":
+            # Only the start/end counts exist off DuckDB (the Python trace arrays would pull
+            # every event to the driver); see start_end_counts.
+            return _SqlTraces(self)  # type: ignore[return-value]
         if self._traces is None:
             self._traces = load_traces(self.con, "ev")
         return self._traces
+
+    def start_end_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Cases per first activity and per last activity, most frequent first."""
+        if self.engine == "duckdb":
+            return self.traces().start_end_counts()
+        return _SqlTraces(self).start_end_counts()
+
+    def _define(self, name: str, sql: str) -> str:
+        """Off DuckDB: the relation ``name`` from SQL instead of the Python traces (the same
+        columns and values as the traces' tables; computed once per opened log)."""
+        if name not in self._registered:
+            self.con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+            self._registered[name] = pa.table({})
+        return name
 
     def _register(self, name: str, make: Callable[[], pa.Table]) -> str:
         if name not in self._registered:
@@ -248,7 +279,10 @@ class ProcedureLog:
         last_activity, completed_at (NULL for open cases, see ``end_activities``).
         """
         if "cases" not in self._registered:
-            self._register("cases_base", lambda: self.traces().cases_table())
+            if self.engine != "duckdb":
+                self._define("cases_base", _CASES_SQL)
+            else:
+                self._register("cases_base", lambda: self.traces().cases_table())
             if self.end_activities is None:
                 completed = '"end"'
             else:
@@ -263,11 +297,22 @@ class ProcedureLog:
     def ensure_pairs(self) -> str:
         """``pairs``: directly-follows pairs (case_no, a, b activity codes, d seconds);
         ``activity_names`` (code, name) names the codes."""
+        if self.engine != "duckdb":
+            self._define("activity_names", _NAMES_SQL)
+            return self._define("pairs", _PAIRS_SQL)
         self._register("activity_names", lambda: self.traces().names_table())
         return self._register("pairs", lambda: self.traces().pairs_table())
 
     def ensure_edges(self) -> str:
         """``edges``: per directly-follows edge (a, b codes) count and duration statistics."""
+        if self.engine != "duckdb":
+            from datenlabor.procedures.kpis import duration_stats
+
+            return self._define(
+                "edges",
+                f"SELECT a, b, count(*) AS count, {duration_stats('d')}, sum(d) AS total_s "
+                f"FROM {self.ensure_pairs()} GROUP BY a, b",
+            )
         self._register("activity_names", lambda: self.traces().names_table())
         if "edges" not in self._registered:
             table = self.traces().edges_table()
@@ -287,6 +332,18 @@ class ProcedureLog:
     def ensure_variants(self) -> str:
         """``case_variants`` (case_no, variant, duration_s) and ``variant_codes`` (variant,
         codes list); returns the name of the first."""
+        if self.engine != "duckdb":
+            seqs, cases = self.ensure_sequences(), self.ensure_cases()
+            self._define(
+                "variant_codes",
+                "SELECT row_number() OVER (ORDER BY codes) - 1 AS variant, codes "
+                f"FROM (SELECT DISTINCT codes FROM {seqs})",
+            )
+            return self._define(
+                "case_variants",
+                "SELECT s.case_no, v.variant, c.duration_s FROM "
+                f"{seqs} s JOIN variant_codes v USING (codes) JOIN {cases} c USING (case_no)",
+            )
         self._register("activity_names", lambda: self.traces().names_table())
         if "case_variants" not in self._registered:
             tables = self.traces().variants_table()
@@ -310,6 +367,9 @@ class ProcedureLog:
     def ensure_sequences(self) -> str:
         """``sequences``: case_no and the case's activity codes as a list, in order;
         ``activity_names`` (code, name) names the codes."""
+        if self.engine != "duckdb":
+            self._define("activity_names", _NAMES_SQL)
+            return self._define("sequences", _SEQUENCES_SQL)
         self._register("activity_names", lambda: self.traces().names_table())
         return self._register("sequences", lambda: self.traces().traces_table())
 
@@ -432,10 +492,65 @@ def open_log(
     filters: Filters | dict[str, Any] | None = None,
     end_activities: list[str] | None = None,
     timezone: str = DEFAULT_TIMEZONE,
+    engine: str | None = None,
 ) -> ProcedureLog:
-    """Open version ``version`` (default: current) of event log ``slug`` for analysis."""
+    """Open version ``version`` (default: current) of event log ``slug`` for analysis
+    on ``engine`` (default: the configured one, DuckDB unless set)."""
     if isinstance(filters, dict):
         filters = Filters.from_dict(filters)
     return ProcedureLog(
-        pool, slug, version, filters=filters, end_activities=end_activities, timezone=timezone
+        pool,
+        slug,
+        version,
+        filters=filters,
+        end_activities=end_activities,
+        timezone=timezone,
+        engine=engine,
     )
+
+
+# The per-case and per-pair relations in SQL, for engines other than DuckDB (where they come
+# from the Python traces, faster on one machine). Same columns, types and values: events in
+# ``seq`` order, activity codes numbering the activity names alphabetically from 0.
+_NAMES_SQL = (
+    "SELECT CAST(row_number() OVER (ORDER BY activity) - 1 AS INTEGER) AS code, activity AS name "
+    "FROM (SELECT DISTINCT activity FROM ev WHERE activity IS NOT NULL)"
+)
+_CASES_SQL = (
+    'SELECT case_no, arg_min(timestamp, seq) AS start, arg_max(timestamp, seq) AS "end", '
+    "count(*) AS events, date_diff('microsecond', arg_min(timestamp, seq), "
+    "arg_max(timestamp, seq)) / 1e6 AS duration_s, arg_max(activity, seq) AS last_activity "
+    "FROM ev GROUP BY case_no"
+)
+_PAIRS_SQL = (
+    "SELECT case_no, a, b, d FROM (SELECT e.case_no, lag(n.code) OVER w AS a, n.code AS b, "
+    "date_diff('microsecond', lag(e.timestamp) OVER w, e.timestamp) / 1e6 AS d "
+    "FROM ev e JOIN activity_names n ON n.name = e.activity "
+    "WINDOW w AS (PARTITION BY e.case_no ORDER BY e.seq)) WHERE a IS NOT NULL"
+)
+_SEQUENCES_SQL = (
+    "SELECT e.case_no, list(n.code ORDER BY e.seq) AS codes FROM ev e "
+    "JOIN activity_names n ON n.name = e.activity GROUP BY e.case_no"
+)
+
+
+class _SqlTraces:
+    """What the analyses need of :class:`Traces` off DuckDB, computed in SQL."""
+
+    def __init__(self, log: ProcedureLog) -> None:
+        self.log = log
+
+    def start_end_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        ends = (
+            "SELECT arg_min(activity, seq) AS first_activity, "
+            "arg_max(activity, seq) AS last_activity "
+            "FROM ev GROUP BY case_no"
+        )
+        counts = []
+        for col in ("first_activity", "last_activity"):
+            rows = self.log.con.execute(
+                f"SELECT {col}, count(*) AS n FROM ({ends}) WHERE {col} IS NOT NULL "
+                f"GROUP BY {col} ORDER BY n DESC, {col}"
+            ).fetchall()
+            counts.append({str(name): int(n) for name, n in rows})
+        return counts[0], counts[1]
