@@ -258,3 +258,128 @@ def test_real_kreis_table_from_genesis() -> None:
     assert prot.report["cells"] > 900 and prot.report["primary"] > 0
     assert prot.audit() == []
     assert audit(prot.table, rules) == []
+
+
+# --- hypercube certificates (issue 5 benchmark goals) -----------------------------------
+
+
+def _parts(table: pa.Table, rules: Rules):  # type: ignore[no-untyped-def]
+    """Matrix, primary mask, targets, costs and coding of a table, as protect() builds them."""
+    from datenlabor.disclosure.primary import primary
+    from datenlabor.disclosure.primary import top_k as _top_k
+    from datenlabor.disclosure.table import aggregate, constraint_matrix, encode
+
+    con = duckdb.connect()
+    con.register("t", table)
+    cells = aggregate(con, "SELECT * FROM t", rules, top_k=_top_k(rules))
+    matrix = constraint_matrix(cells.codes, cells.parents)
+    coding = encode(cells.codes, cells.parents)
+    mask, targets = primary(cells, rules)
+    return matrix, mask, targets, cell_costs(targets[0].values, rules.cost), coding
+
+
+def _grid(counts: dict[tuple[str, str], int]) -> pa.Table:
+    rows: dict[str, list[str]] = {"r": [], "c": []}
+    for (r, c), k in counts.items():
+        rows["r"] += [r] * k
+        rows["c"] += [c] * k
+    return pa.table(rows)
+
+
+def test_cube_certificate_needs_every_cell_of_the_rectangle() -> None:
+    from datenlabor.disclosure.hypercube import certify
+
+    counts = {("x", "p"): 1, ("x", "q"): 4, ("x", "s"): 9, ("y", "p"): 6, ("y", "q"): 3}
+    matrix, mask, targets, _, coding = _parts(_grid(counts), Rules(dims=[Dim("r"), Dim("c")]))
+    (p,) = np.flatnonzero(mask)
+    ids = {(int(coding.ids[0][i]), int(coding.ids[1][i])): i for i in range(len(mask))}
+    rp, cp = int(coding.ids[0][p]), int(coding.ids[1][p])
+    inner = [coding.parent_ids[d] >= 0 for d in range(2)]  # codes other than the total
+    # A rectangle of inner cells through p; the cells moving down hold at least p's level (2).
+    partner_c = _partner(ids, rp, cp, inner, targets[0].values)
+    partner_r = next(r for (r, c) in ids if c == cp and r != rp and inner[0][r])
+    rect = [p, ids[(rp, partner_c)], ids[(partner_r, cp)], ids[(partner_r, partner_c)]]
+    sup = np.zeros(len(mask), dtype=bool)
+    sup[rect] = True
+    assert certify(matrix, sup, np.array([p]), targets, 0, "upper", coding).all()
+    assert not violations(matrix, sup, np.array([p]), targets)  # the LP agrees
+    for hole in rect[1:]:
+        sup[hole] = False  # one cell of the rectangle published: no certificate
+        assert not certify(matrix, sup, np.array([p]), targets, 0, "upper", coding).any()
+        sup[hole] = True
+
+
+def _partner(ids, rp, cp, inner, values) -> int:  # type: ignore[no-untyped-def]
+    """An inner column of p's row (other than p's) whose cell holds at least 2."""
+    return next(
+        c for (r, c), i in ids.items() if r == rp and c != cp and inner[1][c] and values[i] >= 2
+    )
+
+
+def test_cube_verification_rejects_a_wrong_certificate() -> None:
+    from datenlabor.disclosure.hypercube import Requirement, verify
+
+    counts = {("x", "p"): 1, ("x", "q"): 4, ("y", "p"): 6, ("y", "q"): 3}
+    matrix, mask, targets, _, _ = _parts(_grid(counts), Rules(dims=[Dim("r"), Dim("c")]))
+    (p,) = np.flatnonzero(mask)
+    req = Requirement(np.array([p]), np.array([0]), np.array([1]), targets[0].upper[[p]])
+    sup = np.ones(len(mask), dtype=bool)
+    # y = e_p alone breaks p's row and column equations.
+    assert not verify(matrix, sup, req, targets, [np.array([p])], [np.array([1])]).any()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(microdata())
+def test_cube_certificates_agree_with_the_lp_attacker(case: tuple[pa.Table, Rules]) -> None:
+    """Every cell the hypercube search certifies is protected by the exact LP attacker,
+    on the cube pattern and on a random superset of it."""
+    from datenlabor.disclosure.attacker import Attacker
+    from datenlabor.disclosure.hypercube import certify, protect_by_cubes
+
+    table, rules = case
+    matrix, mask, targets, cost, coding = _parts(table, rules)
+    sup = mask.copy()
+    protect_by_cubes(matrix, sup, mask, targets, cost, coding)
+    rng = np.random.default_rng(int(mask.sum()))
+    for pattern in (sup, sup | (rng.random(len(sup)) < 0.2)):
+        prim = np.flatnonzero(mask)
+        ok = certify(matrix, pattern, prim, targets, 0, "upper", coding)
+        t = targets[0]
+        attacker = Attacker(matrix, np.where(pattern, np.nan, t.values), pattern)
+        for c in prim[ok]:
+            _, hi = attacker.interval(int(c), low=False)
+            assert hi >= t.values[c] + t.upper[c] - 1e-6
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(microdata())
+def test_fast_method_with_big_boxes_skipped_passes_the_attack(
+    case: tuple[pa.Table, Rules],
+) -> None:
+    """Large tables skip big boxes (their cells go to the component LP and to neighbourhood
+    repairs); forced on small tables here, protection must hold all the same."""
+    from datenlabor.disclosure import secondary_fast
+
+    old = secondary_fast.MAX_BOX, secondary_fast.CLEANUP_MAX_CELLS
+    secondary_fast.MAX_BOX, secondary_fast.CLEANUP_MAX_CELLS = 20, 0
+    try:
+        _check_fast(case)
+    finally:
+        secondary_fast.MAX_BOX, secondary_fast.CLEANUP_MAX_CELLS = old
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(microdata())
+def test_fast_method_keeps_the_cheaper_start(case: tuple[pa.Table, Rules]) -> None:
+    """Small tables: the hypercube start is tried beside the singleton start; the result is
+    never dearer than the singleton start alone, and it is safe."""
+    from datenlabor.disclosure.secondary_fast import _cleanup, _from_singletons, suppress_fast
+
+    table, rules = case
+    matrix, mask, targets, cost, coding = _parts(table, rules)
+    single, _ = _from_singletons(matrix, mask, targets, cost, coding)
+    _cleanup(matrix, single, mask, targets, coding, cost)
+    best, stats = suppress_fast(matrix, mask, targets, cost, coding)
+    assert stats["start"] in ("singletons", "cubes")
+    assert float(cost[best & ~mask].sum()) <= float(cost[single & ~mask].sum()) + 1e-9
+    assert not violations(matrix, best, np.flatnonzero(mask), targets)

@@ -221,11 +221,17 @@ def violations(
     cells: np.ndarray,
     targets: list,  # list[primary.Target]; untyped to avoid the import cycle
     coding: object | None = None,  # table.Coding: certify in boxes first (much faster)
+    *,
+    cubes: bool = False,
+    max_box: int | None = None,
 ) -> list[Violation]:
     """Every (target, cell, side) whose required protection the attacker can undercut.
 
     Cells are first certified cheaply (box LPs around the true table, then one LP per
-    component for all cells at once); only the rest get their exact interval.
+    component for all cells at once); only the rest get their exact interval. ``cubes``:
+    before the boxes, try hypercube certificates (:mod:`.hypercube`, no solver);
+    ``max_box``: skip boxes of more cells (their cells go to the component LP at once).
+    The audit uses neither, so that it stays independent of the fast method's shortcuts.
     """
     found = []
     cells = np.asarray(cells, dtype=np.int64)
@@ -236,8 +242,14 @@ def violations(
             c = cells[level[cells] > 0]
             goal = t.values[c] + level[c] if side == "upper" else t.values[c] - level[c]
             sides[side] = (c, goal)
+        if coding is not None and cubes:
+            from datenlabor.disclosure.hypercube import certify
+
+            for side, (c, goal) in list(sides.items()):
+                ok = certify(matrix, suppressed, c, targets, ti, side, coding)  # type: ignore[arg-type]
+                sides[side] = (c[~ok], goal[~ok])
         if coding is not None:
-            sides = _certify_in_boxes(matrix, suppressed, t, sides, coding, scale)
+            sides = _certify_in_boxes(matrix, suppressed, t, sides, coding, scale, max_box)
         if not any(len(c) for c, _ in sides.values()):
             continue
         attacker = Attacker(matrix, np.where(suppressed, np.nan, t.values), suppressed)
@@ -261,6 +273,7 @@ def _certify_in_boxes(
     sides: dict[str, tuple[np.ndarray, np.ndarray]],
     coding: object,
     scale: float,
+    max_box: int | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from datenlabor.disclosure.local import BoxModel, box_groups
 
@@ -271,6 +284,8 @@ def _certify_in_boxes(
         ok = np.zeros(len(c), dtype=bool)
         where = {int(cell): i for i, cell in enumerate(c)}
         for members, box in box_groups(coding, c):  # type: ignore[arg-type]
+            if max_box is not None and len(box) > max_box:
+                continue
             model = BoxModel(csc, box, values, suppressed)
             idx = np.array([where[int(m)] for m in members])
             tol = np.broadcast_to(tolerance(values[members], scale), (len(members),))

@@ -18,12 +18,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import highspy
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from datenlabor.disclosure.attacker import Violation, tolerance, violations
+from datenlabor.disclosure.hypercube import protect_by_cubes
 from datenlabor.disclosure.local import BoxModel, box_groups
 from datenlabor.disclosure.primary import Target
 from datenlabor.disclosure.table import Coding
@@ -32,6 +35,10 @@ _MAX_ROUNDS = 20
 #: tables up to this many cells get the clean-up pass (a full attack per secondary cell);
 #: a count, not a time budget, so that the same table always gives the same result
 CLEANUP_MAX_CELLS = 2000
+#: boxes of more cells are not used for certificates (their cells go to the LP over the
+#: component, certified all at once); tables of more cells are repaired by deviation LPs on
+#: neighbourhoods instead of column generation on the whole table
+MAX_BOX = 5000
 _LP_OPTIONS: dict[str, str | int | bool] = {
     "output_flag": False,
     "presolve": "off",
@@ -54,8 +61,34 @@ def suppress_fast(
     targets: list[Target],
     cost: np.ndarray,
     coding: Coding,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Secondary suppression: the suppressed mask (primary included) and some statistics.
+
+    Tables up to ``CLEANUP_MAX_CELLS`` get two starts (singleton pass and hypercubes), each
+    repaired and cleaned up; the cheaper pattern wins (a different start often leads the
+    clean-up to a much better local optimum)."""
+    sup, stats = _from_singletons(matrix, primary, targets, cost, coding)
+    if len(sup) > CLEANUP_MAX_CELLS:
+        return sup, stats
+    stats["cleaned"] = _cleanup(matrix, sup, primary, targets, coding, cost)
+    alt = primary.copy()
+    left, cube_stats = protect_by_cubes(matrix, alt, primary, targets, cost, coding)
+    _settle(matrix, alt, left, targets, coding, cost, {"global_repairs": 0})
+    cleaned = _cleanup(matrix, alt, primary, targets, coding, cost)
+    out: dict[str, Any] = {**stats, "start": "singletons"}
+    if float(cost[alt & ~primary].sum()) < float(cost[sup & ~primary].sum()):
+        return alt, {**cube_stats, "cleaned": cleaned, "start": "cubes"}
+    return sup, out
+
+
+def _from_singletons(
+    matrix: sp.csr_matrix,
+    primary: np.ndarray,
+    targets: list[Target],
+    cost: np.ndarray,
+    coding: Coding,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Secondary suppression: the suppressed mask (primary included) and some statistics."""
+    """Singleton pass, box repairs, then the whole table until the attacker finds nothing."""
     sup = primary.copy()
     need = np.zeros(len(sup))
     main = targets[0]
@@ -65,13 +98,37 @@ def suppress_fast(
     stuck = _local(matrix, sup, cost, targets, coding, primary, stats)
     stats["global_repairs"] = 0
     pending = np.unique([v.cell for v in stuck]).astype(np.int64)
+    _settle(matrix, sup, pending, targets, coding, cost, stats)
+    return sup, stats
+
+
+def _settle(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    pending: np.ndarray,
+    targets: list[Target],
+    coding: Coding,
+    cost: np.ndarray,
+    stats: dict[str, int],
+) -> None:
+    """Attack the pending cells and repair on the whole table until the attacker finds
+    nothing (suppression only grows, so cells protected before stay protected)."""
     for _ in range(_MAX_ROUNDS):
-        found = violations(matrix, sup, pending, targets, coding) if len(pending) else []
+        found = (
+            violations(matrix, sup, pending, targets, coding, cubes=True, max_box=MAX_BOX)
+            if len(pending)
+            else []
+        )
         if not found:
-            stats["cleaned"] = _cleanup(matrix, sup, primary, targets, coding, cost)
-            return sup, stats
+            return
         stats["global_repairs"] += len(found)
-        left = _repair_by_columns(matrix, sup, cost, targets, found)
+        # Column generation on the whole table is thorough but slow on large tables (a full
+        # LP per step); there the deviation LPs on neighbourhoods repair all at once.
+        left = (
+            _repair_by_columns(matrix, sup, cost, targets, found)
+            if matrix.shape[1] <= MAX_BOX
+            else found
+        )
         if left:
             _repair_all(matrix, sup, cost, targets, left)
         pending = np.unique([v.cell for v in found])
@@ -145,7 +202,9 @@ def _local(
 ) -> list[Violation]:
     """Find the violations (box certificates first, the exact attacker for the rest), repair
     each in its box; returns those the box cannot settle (repaired on the whole table)."""
-    found = violations(matrix, sup, np.flatnonzero(primary), targets, coding)
+    found = violations(
+        matrix, sup, np.flatnonzero(primary), targets, coding, cubes=True, max_box=MAX_BOX
+    )
     csc = matrix.tocsc()
     stuck: list[Violation] = []
     for ti, t in enumerate(targets):

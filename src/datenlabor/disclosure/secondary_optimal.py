@@ -1,4 +1,4 @@
-"""Optimal secondary suppression: mixed-integer programming (HiGHS via ``scipy.optimize.milp``).
+"""Optimal secondary suppression: mixed-integer programming (HiGHS, via ``highspy``).
 
 Fischetti–Salazar model solved by cutting planes (Benders):
 
@@ -24,7 +24,6 @@ import time
 import highspy
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from datenlabor.disclosure.primary import Target
 from datenlabor.disclosure.rules import Rules
@@ -81,40 +80,82 @@ def suppress_optimal(
                     cuts_a.append(row)
                     cuts_b.append(1.0)
     subs = [_Sub(matrix, t) for t in targets]
-    lower = primary.astype(np.float64)
+    master = _Master(cost, primary, started + time_limit)
+    master.add(cuts_a, cuts_b)
     stats: dict[str, float | int | bool] = {"iterations": 0, "cuts": 0, "optimal": False}
+    prim = np.flatnonzero(primary)
     while time.perf_counter() - started < time_limit:
         stats["iterations"] = int(stats["iterations"]) + 1
-        remaining = max(1.0, time_limit - (time.perf_counter() - started))
-        res = milp(
-            cost,
-            integrality=np.ones(n),
-            bounds=Bounds(lower, np.ones(n)),
-            constraints=[LinearConstraint(np.array(cuts_a), np.array(cuts_b), np.inf)]
-            if cuts_a
-            else [],
-            options={"mip_rel_gap": 0.0, "time_limit": remaining, "disp": False},
-        )
-        if res.x is None or res.status not in (0,):
+        z = master.solve(fast)
+        if z is None:
             break
-        z = res.x > 0.5
-        new = 0
+        new_a: list[np.ndarray] = []
+        new_b: list[float] = []
         for sub in subs:
-            for a, b in sub.cuts(z, np.flatnonzero(primary)):
-                cuts_a.append(a)
-                cuts_b.append(b)
-                new += 1
-        stats["cuts"] = int(stats["cuts"]) + new
-        if not new:
+            for a, b in sub.cuts(z, prim):
+                new_a.append(a)
+                new_b.append(b)
+        stats["cuts"] = int(stats["cuts"]) + len(new_a)
+        if not new_a:
             from datenlabor.disclosure.attacker import violations
 
-            if violations(matrix, z | primary, np.flatnonzero(primary), targets, coding):
+            if violations(matrix, z | primary, prim, targets, coding):
                 break  # cannot happen with exact arithmetic; never return an unsafe pattern
             stats["optimal"] = True
             if float(cost[z & ~primary].sum()) <= fast_cost:
                 return z | primary, stats
             break
+        master.add(new_a, new_b)
     return fast, stats
+
+
+class _Master:
+    """The master MIP, kept between rounds: cuts are added as rows, and every solve starts
+    from the best known pattern (the fast one), which satisfies every valid cut, so HiGHS
+    prunes against its cost from the first node."""
+
+    def __init__(self, cost: np.ndarray, primary: np.ndarray, deadline: float) -> None:
+        n = len(cost)
+        self.n = n
+        self.deadline = deadline
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("mip_rel_gap", 0.0)
+        h.addVars(n, primary.astype(np.float64), np.ones(n))
+        idx = np.arange(n, dtype=np.int32)
+        h.changeColsCost(n, idx, cost.astype(np.float64))
+        h.changeColsIntegrality(n, idx, np.full(n, highspy.HighsVarType.kInteger))
+        self.h = h
+
+    def add(self, rows: list[np.ndarray], rhs: list[float]) -> None:
+        if not rows:
+            return
+        a = sp.csr_matrix(np.array(rows))
+        self.h.addRows(
+            a.shape[0],
+            np.array(rhs, dtype=np.float64),
+            np.full(a.shape[0], highspy.kHighsInf),
+            a.nnz,
+            a.indptr.astype(np.int32),
+            a.indices.astype(np.int32),
+            a.data.astype(np.float64),
+        )
+
+    def solve(self, start: np.ndarray) -> np.ndarray | None:
+        """An optimal pattern of the master (None if it did not finish in time)."""
+        h = self.h
+        remaining = self.deadline - time.perf_counter()
+        if remaining <= 0.5:
+            return None
+        h.setOptionValue("time_limit", remaining)
+        sol = highspy.HighsSolution()
+        sol.col_value = start.astype(np.float64).tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        return np.asarray(h.getSolution().col_value) > 0.5
 
 
 class _Sub:
