@@ -17,6 +17,7 @@ from datenlabor.dashboards import versions
 from datenlabor.dashboards.demo import SPECS
 from datenlabor.dashboards.filters import parse_filters
 from datenlabor.dashboards.render import CACHE, cases, render
+from datenlabor.dashboards.suppression import Withheld
 from datenlabor.dashboards.tile import to_csv
 from datenlabor.errors import BadInput, Forbidden, NotFound
 from datenlabor.pool.catalog import DatasetMeta
@@ -309,10 +310,23 @@ def test_tiles_obey_visibility_and_grants(seeded: Gate) -> None:
         nrw = [k for k in log.con.execute("SELECT DISTINCT region FROM src").fetchall()]
         keys = [str(k[0]) for k in nrw if str(k[0]).startswith("05")]
     with open_log(pool, "sim-log", filters=Filters(attributes={"region": keys})) as log:
-        _rows_equal(mine["by-channel"].rows, log.throughput(by="channel").rows())
-    # The drill-down is narrowed the same way.
-    _data, counts = cases(gate, analyst, d, state, "map", {"value": "09"})
-    assert counts["total"] == 0
+        # NRW's analysts have no microdata access to the log: disclosure control applies
+        # (no group is small here; single cases' extremes and drill-downs are not shown).
+        want = [
+            {k: v for k, v in r.items() if k not in ("min_s", "max_s")}
+            for r in log.throughput(by="channel").rows()
+        ]
+        _rows_equal(mine["by-channel"].rows, want)
+    assert mine["by-channel"].provenance["disclosure"]["rules"]["min_frequency"] == 3
+    with pytest.raises(Withheld):
+        cases(gate, analyst, d, state, "map", {"value": "05"})
+    # The publisher's own people see the figures whole and drill down to the cases.
+    steward = _who(gate, "steward")
+    owner = _by_id(render(gate, steward, d, state))
+    assert "disclosure" not in owner["by-channel"].provenance
+    assert "min_s" in owner["by-channel"].rows[0]
+    _data, counts = cases(gate, steward, d, state, "map", {"value": "09"})
+    assert counts["total"] == next(r["cases"] for r in owner["map"].rows if r["key"] == "09")
 
 
 def test_hidden_columns_and_confidential_logs(seeded: Gate) -> None:
@@ -412,9 +426,10 @@ def test_dataset_and_sql_tiles(sqlite_pool: Any, tmp_path: Path) -> None:
     gate.forget()
     mine = _by_id(render(gate, leser, d, parse_filters(d.spec, {})))
     assert mine["total"].kpi["value"] == sum(r[3] for r in rows if r[0] == "05315")
-    assert {r["kanal"]: r["summe"] for r in mine["sql"].rows} == {
-        k: sum(r[3] for r in rows if r[0] == "05315" and r[2] == k) for k in ("Post", "Online")
-    }
+    # The viewer is outside the publishing organisation: disclosure control applies, and an
+    # SQL source (whose figures cannot be checked for small counts) is withheld.
+    assert mine["sql"].status == "withheld" and not mine["sql"].rows
+    assert mine["total"].provenance["disclosure"]["reason"] == "no_microdata"
     assert mine["total"].provenance["datasets"][0]["partial"] is True
 
 

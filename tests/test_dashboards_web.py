@@ -108,6 +108,7 @@ def test_api_list_spec_and_new_versions(client: TestClient) -> None:
 def test_api_tile_data_filters_and_csv(client: TestClient, sqlite_pool: Any) -> None:
     from datenlabor.procedures import Filters
 
+    _login(client, "analyst")  # the publisher's own figures (no disclosure control)
     r = client.get("/api/v1/dashboards/wohngeld/tiles/cases", params={"land": "05"})
     body = r.json()
     assert body["status"] == "ok" and body["filters"]["land"] == ["05"]
@@ -134,7 +135,8 @@ def test_api_tile_data_filters_and_csv(client: TestClient, sqlite_pool: Any) -> 
     assert {r["key"] for r in m["rows"]} == {"05", "09", "14"}
     assert "path" not in m["graph"]["regions"][0]
     # A restricted source: "no access" for anonymous callers, never its numbers.
-    secret = client.get("/api/v1/dashboards/wohngeld/tiles/secret").json()
+    anonymous = TestClient(client.app)
+    secret = anonymous.get("/api/v1/dashboards/wohngeld/tiles/secret").json()
     assert secret["status"] == "no_access" and secret["kpi"] is None
     r = client.get("/api/v1/dashboards/wohngeld/tiles/volume/csv", params={"land": "09"})
     assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbf")
@@ -144,12 +146,17 @@ def test_api_tile_data_filters_and_csv(client: TestClient, sqlite_pool: Any) -> 
     weeks = client.get("/api/v1/dashboards/wohngeld/tiles/volume", params={"land": "09"}).json()
     assert len(lines) - 1 == len(weeks["rows"])
     assert sum(int(x.split(";")[1]) for x in lines[1:]) == sum(w["started"] for w in weeks["rows"])
+    client.cookies.clear()  # anonymous: restricted source
     assert client.get("/api/v1/dashboards/wohngeld/tiles/secret/csv").status_code == 400
     assert client.get("/api/v1/dashboards/wohngeld/tiles/nope").status_code == 404
     assert client.get("/api/v1/dashboards/wohngeld/tiles/cases?period_from=1.1.").status_code == 400
 
 
 def test_api_cases_behind_an_edge(client: TestClient, sqlite_pool: Any) -> None:
+    # Anonymous readers of the public dashboard have no microdata access: no single cases.
+    r = client.get("/api/v1/dashboards/wohngeld/cases", params={"tile": "process"})
+    assert r.status_code == 403 and "disclosure control" in r.text
+    _login(client, "analyst")
     tile = client.get("/api/v1/dashboards/wohngeld/tiles/process").json()
     edge = tile["rows"][0]
     r = client.get(
@@ -164,17 +171,22 @@ def test_api_cases_behind_an_edge(client: TestClient, sqlite_pool: Any) -> None:
         expected = log.cases(edge=(edge["from"], edge["to"]), limit=5)
     assert body["total"] == expected.totals["cases"] and body["shown"] == 5
     assert [c["case_id"] for c in body["cases"]] == [c["case_id"] for c in expected.rows()]
+    client.cookies.clear()
     assert client.get("/api/v1/dashboards/wohngeld/cases?tile=secret").status_code == 404
 
 
 def test_pages_in_german_and_english(client: TestClient) -> None:
+    anonymous = client.get("/dashboards/wohngeld").text
+    assert "Fälle anzeigen" not in anonymous and "/cases?" not in anonymous
+    assert "Geheimhaltung: Mindestfallzahl 3" in anonymous
+    _login(client, "analyst")  # the publisher's own people drill down to the cases
     page = client.get("/dashboards")
     assert page.status_code == 200 and 'href="/dashboards/wohngeld"' in page.text
     page = client.get("/dashboards/wohngeld")
     assert page.status_code == 200
     html = page.text
     assert "<h1>Wohngeld</h1>" in html and 'lang="de"' in html
-    assert "Kein Zugriff" in html  # the restricted tile
+    assert "Geheimhaltung" not in html
     assert 'id="chart-volume"' in html and 'id="chart-volume-data"' in html
     assert html.count('class="map-svg"') == 1 and 'class="process-svg"' in html
     assert "Daten als Tabelle" in html and "Fälle anzeigen" in html
@@ -188,6 +200,8 @@ def test_pages_in_german_and_english(client: TestClient) -> None:
     cases = client.get(href[1].replace("&amp;", "&"))
     assert cases.status_code == 200 and "Fälle: Länder" in cases.text
     assert re.search(r"\d+ Fälle, davon \d+ angezeigt", cases.text)
+    client.cookies.clear()
+    assert "Kein Zugriff" in client.get("/dashboards/wohngeld").text  # the restricted tile
     en = client.get("/dashboards/wohngeld?lang=en&f=1&channel=online")
     assert "<h1>Housing benefit</h1>" in en.text and "Apply filters" in en.text
     assert "No access" in en.text and "Channel: online" in en.text

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_browser import AXE, CHROMIUM_ARGS, Visit, _free_port, _missing
+from test_ui_browser import AXE, CHROMIUM_ARGS, PASSWORD, Visit, _free_port, _missing
 
 from conftest import shared_file
 
@@ -31,7 +31,13 @@ def dash_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shared = shared_file("eventlogs/receipt.xes.gz").parents[1]
     pool = datenlabor.open(tmp_path_factory.mktemp("dash-browser") / "pool", user="seed")
     app = create_app(pool)
-    app.state.gate.accounts.add_org("bmas-demo", "Bundesministerium (Demo)")
+    accounts = app.state.gate.accounts
+    accounts.add_org("bmas-demo", "Bundesministerium (Demo)")
+    accounts.add_org("kommune", "Eine Kommune")
+    # The publisher's analyst sees the microdata; a Kommune's analyst does not (disclosure
+    # control on the shared dashboards).
+    accounts.add_user("bmas-analyse", org="bmas-demo", role="analyst", password=PASSWORD)
+    accounts.add_user("kommune-analyse", org="kommune", role="analyst", password=PASSWORD)
     demo.load_demo_dashboards(pool, shared, log=lambda _m: None)
     port = _free_port()
     server = uvicorn.Server(
@@ -75,6 +81,7 @@ def _kpi(page: Any, tile: str) -> str:
 
 
 def test_filter_map_drill_down_and_export(v: Visit, tmp_path: Path) -> None:
+    v.login("bmas-analyse")
     page = v.go("/dashboards")
     v.axe("dashboards-list")
     page.get_by_role("link", name=re.compile("Leistungsanträge nach Region")).click()
@@ -122,6 +129,7 @@ def test_filter_map_drill_down_and_export(v: Visit, tmp_path: Path) -> None:
 
 
 def test_click_on_bar_and_process_edge(v: Visit) -> None:
+    v.login("bmas-analyse")
     page = v.go("/dashboards/eingangsphase")
     page.locator("#chart-by-channel .main-svg").first.wait_for()
     v.axe("dashboard-receipt")
@@ -148,3 +156,57 @@ def test_click_on_bar_and_process_edge(v: Visit) -> None:
     page.goto("/dashboards/eingangsphase?lang=en")
     v.axe("dashboard-receipt-en")
     assert page.get_by_role("button", name="Apply filters").count() == 1
+
+
+def _kreis_counts(page: Any) -> dict[str, str]:
+    rows = page.locator("#tile-map-kreis table.data tbody tr")
+    out = {}
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator("td")
+        # text_content: the data table sits in a closed <details>
+        out[str(cells.nth(0).text_content()).strip()] = str(cells.nth(2).text_content()).strip()
+    return out
+
+
+def test_shared_viewer_sees_dots_where_the_owner_sees_small_counts(
+    dash_browser: Any, dash_url: str
+) -> None:
+    # Few cases per Kreis: one channel and one application type.
+    url = "/dashboards/leistungsantraege?f=1&channel=vor+Ort&case-type=%C3%84nderung"
+    owner = Visit(dash_browser, dash_url)
+    try:
+        owner.login("bmas-analyse")
+        page = owner.go(url)
+        mine = _kreis_counts(page)
+        small = [k for k, n in mine.items() if n in ("1", "2")]
+        assert small, mine
+        assert "Zahlenwert geheim gehalten" not in page.content()
+        assert page.locator("#tile-map-kreis a[href*='/cases?']").count() > 0
+    finally:
+        owner.close()
+    for who in ("kommune-analyse", None):  # another organisation, and anonymous readers
+        shared = Visit(dash_browser, dash_url)
+        try:
+            if who:
+                shared.login(who)
+            page = shared.go(url)
+            shared.axe("dashboard-shared-viewer" if who else None)
+            theirs = _kreis_counts(page)
+            assert set(theirs) == set(mine)
+            assert all(theirs[k] == "." for k in small)
+            assert all(theirs[k] in (mine[k], ".") for k in mine)
+            legend = page.locator("#tile-map-kreis .sdc-legend")
+            assert "„.“ = Zahlenwert geheim gehalten" in legend.inner_text()
+            assert (
+                "Geheimhaltung: Mindestfallzahl 3"
+                in page.locator("#tile-map-kreis .provenance").inner_text()
+            )
+            assert page.locator("a[href*='/cases?']").count() == 0  # no drill-down
+            with page.expect_download() as info:
+                page.locator("#tile-map-kreis").get_by_role("link", name=re.compile("CSV")).click()
+            body = Path(info.value.path()).read_text("utf-8-sig")
+            assert any(
+                line.startswith(f"{small[0]};") and ";.;" in line for line in body.splitlines()
+            )
+        finally:
+            shared.close()

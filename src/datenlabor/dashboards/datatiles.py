@@ -12,13 +12,14 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from datenlabor.dashboards import boundaries
-from datenlabor.dashboards.tile import TileData, fill
+from datenlabor.dashboards.tile import TileData, fill, truncate
 from datenlabor.query.connection import quote_ident, quote_literal
 
 if TYPE_CHECKING:
     from datenlabor.access.principal import Principal
     from datenlabor.dashboards.filters import FilterState
     from datenlabor.dashboards.spec import Source, Spec, Tile
+    from datenlabor.dashboards.suppression import Control
     from datenlabor.service.gate import Gate
 
 
@@ -76,12 +77,23 @@ def _agg(agg: str, col: str | None) -> str:
     return f"{fn}({quote_ident(col)})"
 
 
-def tile_sql(spec: Spec, tile: Tile, src: Source, state: FilterState, period: Any = None) -> str:
+def tile_sql(
+    spec: Spec,
+    tile: Tile,
+    src: Source,
+    state: FilterState,
+    period: Any = None,
+    *,
+    counted: bool = False,
+) -> str:
+    """The tile's query; ``counted`` adds the number of rows behind each figure (``__n``),
+    which disclosure control needs."""
     conds, _applied = conditions(spec, src, state, period)
     where = f" WHERE {' AND '.join(conds)}" if conds else ""
     base = base_relation(src)
+    n = ", count(*) AS __n" if counted else ""
     if tile.type == "kpi":
-        return f"SELECT {_agg(tile.agg, tile.value)} AS value FROM {base}{where}"
+        return f"SELECT {_agg(tile.agg, tile.value)} AS value{n} FROM {base}{where}"
     if tile.type == "map":
         assert tile.key is not None
         digits = boundaries.key_length(tile.level)
@@ -104,9 +116,9 @@ def tile_sql(spec: Spec, tile: Tile, src: Source, state: FilterState, period: An
     if tile.x and tile.y:
         x = quote_ident(tile.x)
         ys = ", ".join(f"{_agg(tile.agg, y)} AS {quote_ident(y)}" for y in tile.y)
-        return (
-            f"SELECT {x}, {ys} FROM {base}{where} GROUP BY {x} ORDER BY {x} LIMIT {int(tile.limit)}"
-        )
+        # Under disclosure control every group is read: their total is known.
+        limit = "" if counted else f" LIMIT {int(tile.limit)}"
+        return f"SELECT {x}, {ys}{n} FROM {base}{where} GROUP BY {x} ORDER BY {x}{limit}"
     return f"SELECT * FROM {base}{where} LIMIT {int(tile.limit)}"
 
 
@@ -120,11 +132,22 @@ def compute(
     out: TileData,
     *,
     client: str | None = None,
+    control: Control | None = None,
 ) -> TileData:
     from datenlabor.dashboards.access import run_sql
 
-    sql = tile_sql(spec, tile, src, state)
-    result = run_sql(gate, p, sql, client=client, max_rows=max(tile.limit, 1000))
+    if control is not None:
+        from datenlabor.dashboards.suppression import withhold
+
+        if src.sql is not None:
+            return withhold(out, control, WITHHELD_SQL)
+        if tile.type == "table" and not (tile.x and tile.y):
+            return withhold(out, control, WITHHELD_ROWS)
+    counted = control is not None
+    sql = tile_sql(spec, tile, src, state, counted=counted)
+    result = run_sql(
+        gate, p, sql, client=client, max_rows=max(tile.limit, 100_000 if counted else 1000)
+    )
     _conds, applied = conditions(spec, src, state)
     out.provenance.update(
         query=sql,
@@ -136,32 +159,78 @@ def compute(
     )
     if any(s.disclosure is not None for s in result.sources):
         out.provenance["protected"] = True
+    table = result.table
     if tile.type == "kpi":
-        value = result.table.column("value")[0].as_py() if result.table.num_rows else None
+        value = table.column("value")[0].as_py() if table.num_rows else None
         out.kpi = {"value": value, "kind": "number" if isinstance(value, float) else "int"}
+        hidden: list[str] = []
+        if control is not None and _few(table, control):
+            out.kpi["value"], value = None, None
+            hidden.append("value")
         if tile.trend and state.previous_period() is not None:
-            prev_sql = tile_sql(spec, tile, src, state, period=state.previous_period())
+            prev_sql = tile_sql(
+                spec, tile, src, state, period=state.previous_period(), counted=counted
+            )
             prev = run_sql(gate, p, prev_sql, client=client).table
             previous = prev.column("value")[0].as_py() if prev.num_rows else None
+            if control is not None and _few(prev, control):
+                previous = None
+                hidden.append("previous")
             out.kpi.update(_trend(value, previous))
+            if hidden:
+                out.kpi["change"] = None
+                hidden.append("change")
             out.provenance["previous_query"] = prev_sql
+        if hidden:
+            out.kpi["suppressed"] = hidden
         return out
     if tile.type == "map":
         from datenlabor.dashboards.mapsvg import attach_map
 
         kind = "int" if tile.agg == "count" else "number"
-        attach_map(out, result.table, tile.level, kind)
+        hidden_regions: dict[str, list[str]] = {}
+        if control is not None:
+            from datenlabor.dashboards.suppression import protect_map
+
+            table, hidden_regions = protect_map(table, tile, control)
+        attach_map(out, table, tile.level, kind)
+        if control is not None:
+            from datenlabor.dashboards.suppression import mark_map
+
+            mark_map(out, hidden_regions)
         return out
-    fill(out, result.table, limit=tile.limit)
+    if control is None:
+        fill(out, table, limit=tile.limit)
+    else:
+        from datenlabor.dashboards.suppression import protect_dataset_rows
+
+        fill(out, table)
+        protect_dataset_rows(out, tile, control)
+        truncate(out, tile.limit)
     out.truncated = out.truncated or result.truncated
     if tile.type == "histogram":
         out.x, out.y = "from_value", ["count"]
     else:
         out.x = tile.x or (out.columns[0]["name"] if out.columns else None)
         out.y = list(tile.y or [])
-        if src.dataset and tile.x and src.version is None:
+        if src.dataset and tile.x and src.version is None and control is None:
             out.drill = {"kind": "dataset", "slug": src.dataset, "column": tile.x}
     return out
+
+
+WITHHELD_SQL = (
+    "an SQL source is shown only to viewers with microdata access to its datasets: its "
+    "figures cannot be checked for small counts (disclosure control)"
+)
+WITHHELD_ROWS = "single rows are not shown to viewers without microdata access (disclosure control)"
+
+
+def _few(table: Any, control: Control) -> bool:
+    """A KPI over fewer rows than the minimum frequency."""
+    from datenlabor.dashboards.suppression import small
+
+    n = table.column("__n")[0].as_py() if table.num_rows and "__n" in table.column_names else 0
+    return small(n, control)
 
 
 def _trend(value: Any, previous: Any) -> dict[str, Any]:

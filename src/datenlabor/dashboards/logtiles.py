@@ -7,18 +7,20 @@ library's own per-case table and segment definition so the figures agree.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from datenlabor.dashboards import boundaries
-from datenlabor.dashboards.tile import TileData, fill
+from datenlabor.dashboards.tile import TileData, fill, truncate
 from datenlabor.procedures.kpis import segment_sql
 from datenlabor.procedures.variants import variant_count
 from datenlabor.query.connection import quote_literal
 
 if TYPE_CHECKING:
     from datenlabor.dashboards.spec import Tile
+    from datenlabor.dashboards.suppression import Control
     from datenlabor.procedures.log import ProcedureLog, Result
 
 # metric -> (x column, default y columns, drill kind)
@@ -36,34 +38,63 @@ CHART_AXES: dict[str, tuple[str, list[str], str | None]] = {
 }
 
 
-def kpi_value(log: ProcedureLog, tile: Tile) -> tuple[Any, str]:
-    """The headline figure of a KPI tile and its kind (int, duration_s, rate)."""
+def kpi_value(log: ProcedureLog, tile: Tile) -> tuple[Any, str, list[int]]:
+    """The headline figure of a KPI tile, its kind (int, duration_s, rate), and the counts
+    of cases it is computed from (disclosure control suppresses it when one is small)."""
     m = tile.measure
+    cases = log.ensure_cases()
+    row = log.con.execute(f"SELECT count(*), count(completed_at) FROM {cases}").fetchone()
+    assert row is not None
+    n_cases, n_done = int(row[0]), int(row[1])
     if m in ("cases", "completed_cases", "open_cases"):
-        cases = log.ensure_cases()
-        row = log.con.execute(f"SELECT count(*), count(completed_at) FROM {cases}").fetchone()
-        assert row is not None
-        value = {"cases": row[0], "completed_cases": row[1], "open_cases": row[0] - row[1]}[m]
-        return int(value), "int"
+        value = {"cases": n_cases, "completed_cases": n_done, "open_cases": n_cases - n_done}[m]
+        return int(value), "int", [value]
     if m == "events":
-        row = log.con.execute("SELECT count(*) FROM ev").fetchone()
-        return int(row[0]) if row else 0, "int"
+        ev = log.con.execute("SELECT count(*) FROM ev").fetchone()
+        return int(ev[0]) if ev else 0, "int", [n_cases]
     if m == "variants":
-        return variant_count(log), "int"
+        return variant_count(log), "int", [n_cases]
     if m and m.startswith("throughput_"):
-        return log.throughput().totals[m.removeprefix("throughput_") + "_s"], "duration_s"
+        return log.throughput().totals[m.removeprefix("throughput_") + "_s"], "duration_s", [n_done]
     if m in ("breaches", "breach_rate"):
         assert tile.deadline is not None
-        totals = log.deadline(tile.deadline).totals
+        totals = deadline_totals(log, tile.deadline)
+        late = int(totals["breached"] + totals["overdue"])
         if m == "breaches":
-            return int(totals["breached"] + totals["overdue"]), "int"
-        return totals["breach_rate"], "rate"
+            return late, "int", [late]
+        return totals["breach_rate"], "rate", [late, int(totals["met"])]
     if m == "rework_rate":
-        return log.rework().totals["rework_rate"], "rate"
+        totals = log.rework().totals
+        again = int(totals["cases_with_rework"])
+        return totals["rework_rate"], "rate", [again, int(totals["cases"]) - again]
     raise AssertionError(f"unchecked measure {m}")  # the spec validation lists them all
 
 
-def analysis(log: ProcedureLog, tile: Tile) -> Result:
+def deadline_result(
+    log: ProcedureLog, rule: str, *, by: str | None = None, freq: str | None = None
+) -> Result:
+    """``log.deadline`` once per (rule, by, freq) and opened log: a dashboard asks for the
+    same rule in several tiles (KPI, map, chart), and every result carries the totals."""
+    memo: dict[tuple[str, str | None, str | None], Result] = log.__dict__.setdefault(
+        "_deadline_memo", {}
+    )
+    key = (rule, by, freq)
+    if key not in memo:
+        memo[key] = log.deadline(rule, by=by, freq=freq)
+    return memo[key]
+
+
+def deadline_totals(log: ProcedureLog, rule: str) -> dict[str, Any]:
+    """The overall outcome of ``rule``: from any result of the rule already computed on this
+    log (all carry the same totals), else from the rule alone."""
+    memo: dict[tuple[str, str | None, str | None], Result] = log.__dict__.get("_deadline_memo", {})
+    for (r, _by, _freq), result in memo.items():
+        if r == rule:
+            return result.totals
+    return deadline_result(log, rule).totals
+
+
+def analysis(log: ProcedureLog, tile: Tile, control: Control | None = None) -> Result:
     """The library result behind a chart or table tile."""
     m = tile.metric
     if m == "cases_over_time":
@@ -72,17 +103,17 @@ def analysis(log: ProcedureLog, tile: Tile) -> Result:
         return log.throughput(by=tile.by)
     if m == "deadline":
         assert tile.deadline is not None
-        return log.deadline(tile.deadline, by=tile.by, freq=None if tile.by else tile.freq)
+        return deadline_result(log, tile.deadline, by=tile.by, freq=None if tile.by else tile.freq)
     if m == "waiting_times":
         return log.waiting_times()
     if m == "rework":
         return log.rework()
     if m == "workload":
         return log.workload()
-    if m == "variants":
-        return log.variants(limit=tile.limit)
+    if m == "variants":  # all of them under disclosure control (their total is known)
+        return log.variants(limit=None if control else tile.limit)
     if m == "bottlenecks":
-        return log.bottlenecks(limit=tile.limit)
+        return log.bottlenecks(limit=None if control else tile.limit)
     if m == "dfg":
         return log.dfg()
     if m == "cases":
@@ -90,8 +121,10 @@ def analysis(log: ProcedureLog, tile: Tile) -> Result:
     raise AssertionError(f"unchecked metric {m}")
 
 
-def chart_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
-    result = analysis(log, tile)
+def chart_tile(
+    log: ProcedureLog, tile: Tile, out: TileData, control: Control | None = None
+) -> TileData:
+    result = analysis(log, tile, control)
     x, default_y, drill = CHART_AXES[tile.metric or ""]
     table = result.table
     if tile.metric == "deadline" and not tile.by:
@@ -103,7 +136,15 @@ def chart_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
         names = [" → ".join(a) for a in table.column("activities").to_pylist()]
         table = table.append_column("variant", pa.array(names, pa.string()))
     # Time series are shown whole (``limit`` caps rankings, not periods).
-    fill(out, table, limit=2000 if x == "period" else tile.limit)
+    limit = 2000 if x == "period" else tile.limit
+    if control is None:
+        fill(out, table, limit=limit)
+    else:  # disclosure control sees every row (their totals are known), then the cut
+        from datenlabor.dashboards.suppression import protect_log_chart
+
+        fill(out, table)
+        protect_log_chart(out, tile.metric or "", control, log)
+        truncate(out, limit)
     out.x = x
     out.y = [c for c in (tile.y or default_y) if c in table.column_names]
     if not out.y:
@@ -126,18 +167,58 @@ def chart_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
     elif drill in ("activity", "variant", "edge"):
         out.drill = {"kind": drill}
     out.provenance.update(analysis=_analysis_label(tile), totals=_plain(result.totals))
+    if control is not None:
+        out.drill = None  # no drill-down to single cases
+        totals = {k: v for k, v in out.provenance["totals"].items() if k not in ("min_s", "max_s")}
+        counts = [v for k, v in totals.items() if isinstance(v, int) and not isinstance(v, bool)]
+        if any(0 < v < control.min_frequency for v in counts):  # the margins are small too
+            totals = {k: v for k, v in totals.items() if isinstance(v, str)}
+        out.provenance["totals"] = totals
     return out
 
 
-def histogram_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
-    result = log.histogram(tile.bins)
-    fill(out, result.table)
+def histogram_tile(
+    log: ProcedureLog, tile: Tile, out: TileData, control: Control | None = None
+) -> TileData:
+    if control is None:
+        result = log.histogram(tile.bins)
+        fill(out, result.table)
+        out.provenance.update(analysis=f"histogram(bins={tile.bins})")
+    else:
+        from datenlabor.dashboards.suppression import protect_rows_single
+
+        fill(out, rounded_histogram(log, tile.bins))
+        protect_rows_single(out, "cases", control)
+        out.provenance.update(analysis=f"histogram(bins={tile.bins}, from 0 to a rounded bound)")
     out.x, out.y = "from_s", ["cases"]
-    out.provenance.update(analysis=f"histogram(bins={tile.bins})")
     return out
 
 
-def process_map_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
+def rounded_histogram(log: ProcedureLog, bins: int) -> pa.Table:
+    """Throughput times of completed cases in ``bins`` equal bins from 0 to a rounded bound
+    (1, 2 or 5 times a power of ten days), so that the edges do not give away the shortest
+    and the longest case as the library's histogram (min to max) does; same columns."""
+    cases = log.ensure_cases()
+    row = log.con.execute(
+        f"SELECT max(duration_s) FROM {cases} WHERE completed_at IS NOT NULL"
+    ).fetchone()
+    longest = float(row[0]) if row and row[0] is not None else 0.0
+    days = max(longest / 86400, 1e-9)
+    scale = 10 ** math.floor(math.log10(days))
+    bound = next(f * scale for f in (1, 2, 5, 10) if f * scale >= days) * 86400
+    width = bound / bins
+    return log.arrow(
+        f"WITH b AS (SELECT least(CAST(floor(duration_s / {width!r}) AS BIGINT), {bins - 1}) AS i, "
+        f"count(*) AS n FROM {cases} WHERE completed_at IS NOT NULL GROUP BY 1) "
+        f"SELECT i AS bin, i * {width!r} AS from_s, (i + 1) * {width!r} AS to_s, "
+        f"coalesce(n, 0) AS cases FROM range({bins}) AS t(i) LEFT JOIN b USING (i) "
+        f"WHERE {longest!r} > 0 OR EXISTS (SELECT 1 FROM b) ORDER BY i"
+    )
+
+
+def process_map_tile(
+    log: ProcedureLog, tile: Tile, out: TileData, control: Control | None = None
+) -> TileData:
     from datenlabor.dashboards.processmap import layout
 
     result = log.dfg()
@@ -145,15 +226,34 @@ def process_map_tile(log: ProcedureLog, tile: Tile, out: TileData) -> TileData:
     fill(out, table, limit=tile.limit)
     measure = tile.measure or "frequency"
     counts = dict(log.con.execute("SELECT activity, count(*) FROM ev GROUP BY 1").fetchall())
+    activity_counts: dict[str, int | None] = {str(k): int(v) for k, v in counts.items()}
+    start, end = result.totals["start_activities"], result.totals["end_activities"]
+    drawn = out.rows
+    if control is not None:
+        # One pattern for the graph's edges, starts, ends and activity counts under its flow
+        # equations; suppressed edges are listed (".") but not drawn.
+        from datenlabor.dashboards.suppression import EXTREMES, dfg_pattern, drop_columns, mark
+
+        pattern = dfg_pattern(log, control)
+        drop_columns(out, EXTREMES)
+        for i, r in enumerate(out.rows):
+            if pattern["edges"].get((r["from"], r["to"])):
+                mark(out, i, [c["name"] for c in out.columns if c["name"] not in ("from", "to")])
+        drawn = [r for r in out.rows if r.get("count") is not None]
+        start = {a: n for a, n in start.items() if not pattern["starts"].get(a)}
+        end = {a: n for a, n in end.items() if not pattern["ends"].get(a)}
+        activity_counts = {
+            a: (None if pattern["nodes"].get(a) else n) for a, n in activity_counts.items()
+        }
     out.graph = layout(
-        out.rows,
-        start=result.totals["start_activities"],
-        end=result.totals["end_activities"],
+        drawn,
+        start=start,
+        end=end,
         measure=measure,
-        activity_counts={str(k): int(v) for k, v in counts.items()},
+        activity_counts=activity_counts,  # type: ignore[arg-type]
     )
     out.x, out.y = "from", ["count" if measure == "frequency" else "median_s"]
-    out.drill = {"kind": "edge"}
+    out.drill = {"kind": "edge"} if control is None else None
     out.provenance.update(analysis=f"dfg() top {tile.limit} edges by count", measure=measure)
     return out
 
@@ -169,17 +269,20 @@ def map_values(log: ProcedureLog, tile: Tile, column: str) -> pa.Table:
     v = tile.value
     if v in ("breaches", "breach_rate"):
         assert tile.deadline is not None
-        dl = log.deadline(tile.deadline, by=column).table
+        dl = deadline_result(log, tile.deadline, by=column).table
         log.con.register("__dl", dl)
         sql = (
             f"SELECT left(CAST(segment AS VARCHAR), {digits}) AS key, sum(cases) AS cases, "
             "sum(breached + overdue) AS breaches, "
-            "sum(breached + overdue) / nullif(sum(met + breached + overdue), 0) AS breach_rate "
+            "sum(breached + overdue) / nullif(sum(met + breached + overdue), 0) AS breach_rate, "
+            "sum(met) AS met "
             "FROM __dl WHERE segment IS NOT NULL GROUP BY 1 ORDER BY 1"
         )
         table = log.arrow(sql)
         log.con.unregister("__dl")
-        return table.select(["key", "cases", v]).rename_columns(["key", "cases", "value"])
+        return table.select(["key", "cases", v, "breaches", "met"]).rename_columns(
+            ["key", "cases", "value", "breaches", "met"]
+        )
     cases = log.ensure_cases()
     seg = segment_sql(log, column)
     stat = {
@@ -189,20 +292,33 @@ def map_values(log: ProcedureLog, tile: Tile, column: str) -> pa.Table:
     }[v or "cases"]
     return log.arrow(
         f"SELECT left(CAST(seg.segment AS VARCHAR), {digits}) AS key, count(*) AS cases, "
-        f"{stat} AS value FROM {cases} c JOIN ({seg}) seg USING (case_no) "
+        f"{stat} AS value, count(completed_at) AS completed "
+        f"FROM {cases} c JOIN ({seg}) seg USING (case_no) "
         "WHERE seg.segment IS NOT NULL GROUP BY 1 ORDER BY 1"
     )
 
 
-def map_tile(log: ProcedureLog, tile: Tile, column: str, out: TileData) -> TileData:
+def map_tile(
+    log: ProcedureLog, tile: Tile, column: str, out: TileData, control: Control | None = None
+) -> TileData:
     from datenlabor.dashboards.mapsvg import attach_map
 
     table = map_values(log, tile, column)
     kind = {"cases": "int", "breaches": "int", "breach_rate": "rate"}.get(
         tile.value or "", "duration_s"
     )
+    hidden: dict[str, list[str]] = {}
+    if control is not None:
+        from datenlabor.dashboards.suppression import protect_map
+
+        table, hidden = protect_map(table, tile, control)
     attach_map(out, table, tile.level, kind)
     out.drill = {"kind": "value", "column": column, "key": "key", "level": tile.level}
+    if control is not None:
+        from datenlabor.dashboards.suppression import mark_map
+
+        mark_map(out, hidden)
+        out.drill = None
     out.provenance.update(analysis=f"{tile.value} by {column} ({tile.level})")
     return out
 

@@ -35,6 +35,7 @@ from datenlabor.dashboards.access import (
 )
 from datenlabor.dashboards.filters import FilterState, _date, log_filters
 from datenlabor.dashboards.spec import CHARTS, Spec, Tile, text_of
+from datenlabor.dashboards.suppression import Control, Withheld, control_for, small, withhold
 from datenlabor.dashboards.tile import TileData
 from datenlabor.errors import BadInput, DatenlaborError, Forbidden, NotFound
 from datenlabor.procedures.log import Filters
@@ -87,6 +88,13 @@ class _Session:
         self.sources: dict[str, list[GateSource] | DatenlaborError] = {}
         self.logs: dict[tuple[str, str], GatedLog] = {}
         self.read: dict[str, GateSource] = {}
+        self.controls: dict[str, Control | None] = {}
+
+    def control(self, name: str, gsources: list[GateSource]) -> Control | None:
+        """The disclosure control the caller's tiles over source ``name`` need."""
+        if name not in self.controls:
+            self.controls[name] = control_for(self.gate, self.p, self.spec, gsources)
+        return self.controls[name]
 
     def resolve(self, name: str) -> list[GateSource]:
         if name not in self.sources:
@@ -142,8 +150,11 @@ def render(
     session = _Session(gate, p, spec)
     out: list[TileData] = []
     used: dict[str, GateSource] = {}
+    # KPI tiles last: a deadline KPI then takes its totals from a chart or map of the same
+    # rule already computed on the opened log (every deadline result carries the totals).
+    order = sorted(range(len(chosen)), key=lambda i: chosen[i].type == "kpi")
     try:
-        for tile in chosen:
+        for tile in (chosen[i] for i in order):
             name, _src = spec.source_of(tile)
             blank = TileData(tile.id, tile.type, _title(tile, lang))
             try:
@@ -159,18 +170,24 @@ def render(
                 continue
             for s in gsources:
                 used[s.slug] = s
+            try:
+                control = session.control(name, gsources)
+            except DatenlaborError as exc:
+                out.append(replace(blank, status="error", message=str(exc)))
+                continue
             key = (
                 dash.slug,
                 dash.version,
                 tile.id,
                 state.key(),
                 tuple(view_signature(s) for s in gsources),
+                control.key() if control is not None else None,
             )
             hit = CACHE.get(key) if use_cache else None
             if hit is None:
                 started = time.perf_counter()
                 try:
-                    hit = _compute(session, tile, name, state, client)
+                    hit = _compute(session, tile, name, state, client, control)
                 except DatenlaborError as exc:
                     hit = TileData(tile.id, tile.type, "", status="error", message=str(exc))
                 hit.provenance["computed_s"] = round(time.perf_counter() - started, 4)
@@ -186,11 +203,17 @@ def render(
             client=client,
             detail={"dashboard": dash.slug, "version": dash.version, "filters": state.describe()},
         )
-    return out
+    by_id = {t.id: t for t in out}
+    return [by_id[t.id] for t in chosen]
 
 
 def _compute(
-    session: _Session, tile: Tile, name: str, state: FilterState, client: str | None
+    session: _Session,
+    tile: Tile,
+    name: str,
+    state: FilterState,
+    client: str | None,
+    control: Control | None = None,
 ) -> TileData:
     from datenlabor.dashboards import datatiles, logtiles
 
@@ -198,36 +221,54 @@ def _compute(
     src = spec.sources[name]
     out = TileData(tile.id, tile.type, "")
     out.provenance = {"source": name}
+    if control is not None:
+        out.provenance["disclosure"] = control.provenance()
     if src.kind != "log":
         return datatiles.compute(
-            session.gate, session.p, spec, tile, src, state, out, client=client
+            session.gate, session.p, spec, tile, src, state, out, client=client, control=control
         )
     filters = log_filters(spec, state)
+    if control is not None and tile.metric == "cases" and tile.type == "table":
+        return withhold(out, control, WITHHELD_CASES)
     log = session.log(name, filters)
     out.provenance.update(
         datasets=[{"slug": log.slug, "version": log.version, "partial": not log.source.view.whole}],
         filters=filters.to_dict(),
     )
     if tile.type == "kpi":
-        value, kind = logtiles.kpi_value(log, tile)
+        value, kind, basis = logtiles.kpi_value(log, tile)
+        hidden = []
+        if control is not None and any(small(n, control) for n in basis):
+            value, hidden = None, ["value"]
         out.kpi = {"value": value, "kind": kind}
         prev_period = state.previous_period()
         if tile.trend and prev_period is not None:
             prev_log = session.log(name, log_filters(spec, state, prev_period))
-            previous, _k = logtiles.kpi_value(prev_log, tile)
+            previous, _k, prev_basis = logtiles.kpi_value(prev_log, tile)
+            if control is not None and any(small(n, control) for n in prev_basis):
+                previous = None
+                hidden.append("previous")
             change = (value - previous) / previous if value is not None and previous else None
+            if hidden:
+                change = None
+                hidden.append("change")
             out.kpi.update(previous=previous, change=change)
             out.provenance["previous_period"] = [d.isoformat() for d in prev_period]
+        if hidden:
+            out.kpi["suppressed"] = hidden
         out.provenance["analysis"] = f"kpi {tile.measure}"
         return out
     if tile.type in (*CHARTS, "table"):
-        return logtiles.chart_tile(log, tile, out)
+        return logtiles.chart_tile(log, tile, out, control)
     if tile.type == "histogram":
-        return logtiles.histogram_tile(log, tile, out)
+        return logtiles.histogram_tile(log, tile, out, control)
     if tile.type == "process_map":
-        return logtiles.process_map_tile(log, tile, out)
+        return logtiles.process_map_tile(log, tile, out, control)
     column = tile.key or next(f.column for f in spec.filters if f.type == "region" and f.column)
-    return logtiles.map_tile(log, tile, column, out)
+    return logtiles.map_tile(log, tile, column, out, control)
+
+
+WITHHELD_CASES = "case lists are not shown to viewers without microdata access (disclosure control)"
 
 
 # -- choices for the filter form -------------------------------------------------------------
@@ -340,6 +381,13 @@ def cases(
         raise BadInput("only tiles over a procedure log drill down to cases", column="tile")
     session = _Session(gate, p, spec)
     try:
+        (gsrc,) = session.resolve(name)
+        control = session.control(name, [gsrc])
+        if control is not None:
+            raise Withheld(
+                "the cases behind a number are not shown to viewers without microdata access "
+                f"to {', '.join(control.datasets) or gsrc.slug!r} (disclosure control)"
+            )
         filters = drill_filters(spec, state, tile, drill)
         log = session.log(name, filters)
         spec_drill: dict[str, Any] = {}

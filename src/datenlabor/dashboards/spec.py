@@ -145,10 +145,31 @@ class Tile(_Model):
         return [v] if isinstance(v, str) else v
 
 
+def _house_min_frequency() -> int:
+    from datenlabor.disclosure import Rules
+
+    default = Rules.__dataclass_fields__["min_frequency"].default
+    assert isinstance(default, int)
+    return default
+
+
+class Disclosure(_Model):
+    """Disclosure control of the dashboard's figures (``datenlabor.disclosure``).
+
+    ``apply: auto`` (default) protects the figures for every viewer without microdata access
+    to a tile's dataset (see :mod:`datenlabor.dashboards.suppression`); ``always`` for every
+    viewer, the owners included (e.g. a dashboard meant for publication).
+    """
+
+    min_frequency: int = Field(default_factory=_house_min_frequency, ge=2, le=1000)
+    apply: Literal["auto", "always"] = "auto"
+
+
 class Spec(_Model):
     title: Text
     description: Text | None = None
     visibility: Literal["public", "internal"] = "internal"
+    disclosure: Disclosure = Field(default_factory=Disclosure)
     sources: dict[str, Source]
     filters: list[Filter] = Field(default_factory=list)
     tiles: list[Tile]

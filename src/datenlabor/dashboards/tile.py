@@ -13,6 +13,7 @@ import pyarrow as pa
 
 # Column kinds the page formats: text, int, number, duration_s (seconds, shown in days),
 # rate (0..1, shown in %), date, datetime, list (a variant's activities).
+SUPPRESSED = "."  # a value kept secret by disclosure control (as in official statistics)
 KINDS = ("text", "int", "number", "duration_s", "rate", "date", "datetime", "list")
 
 
@@ -21,7 +22,7 @@ class TileData:
     id: str
     type: str
     title: str
-    status: str = "ok"  # ok | no_access | protected | error
+    status: str = "ok"  # ok | no_access | protected | withheld | error
     message: str | None = None
     columns: list[dict[str, str]] = field(default_factory=list)  # name, kind
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -32,6 +33,9 @@ class TileData:
     drill: dict[str, Any] | None = None  # how a row leads to the cases behind it
     provenance: dict[str, Any] = field(default_factory=dict)
     truncated: bool = False
+    # Disclosure control: per row, the columns whose values are suppressed (None in ``rows``,
+    # shown as "."); empty when nothing is suppressed. See dashboards.suppression.
+    suppressed: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +53,7 @@ class TileData:
             "drill": self.drill,
             "provenance": self.provenance,
             "truncated": self.truncated,
+            "suppressed": self.suppressed,
         }
 
 
@@ -91,7 +96,16 @@ def fill(tile: TileData, table: pa.Table, *, limit: int | None = None) -> TileDa
         tile.truncated = True
     tile.columns = [{"name": f.name, "kind": kind_of(f.name, f.type)} for f in table.schema]
     tile.rows = table.to_pylist()
+    tile.suppressed = []
     return tile
+
+
+def truncate(tile: TileData, limit: int) -> None:
+    """Keep the first ``limit`` rows (after disclosure control saw them all)."""
+    if len(tile.rows) > limit:
+        tile.rows = tile.rows[:limit]
+        tile.suppressed = tile.suppressed[:limit] if tile.suppressed else []
+        tile.truncated = True
 
 
 def to_csv(tile: TileData, dialect: str = "de") -> str:
@@ -103,10 +117,21 @@ def to_csv(tile: TileData, dialect: str = "de") -> str:
         raise BadInput("the CSV dialect is 'de' (;) or 'intl' (,)", column="dialect")
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=";" if dialect == "de" else ",", lineterminator="\r\n")
+    if tile.kpi is not None and not tile.columns:  # a KPI: its figure, previous and change
+        names: list[str] = [k for k in ("value", "previous", "change") if k in tile.kpi]
+        hidden = tile.kpi.get("suppressed", [])
+        writer.writerow(names)
+        writer.writerow(
+            [SUPPRESSED if n in hidden else _csv_cell(tile.kpi.get(n), dialect) for n in names]
+        )
+        return buf.getvalue()
     names = [c["name"] for c in tile.columns]
     writer.writerow(names)
-    for row in tile.rows:
-        writer.writerow([_csv_cell(row.get(n), dialect) for n in names])
+    for i, row in enumerate(tile.rows):
+        hidden = tile.suppressed[i] if tile.suppressed else []
+        writer.writerow(
+            [SUPPRESSED if n in hidden else _csv_cell(row.get(n), dialect) for n in names]
+        )
     return buf.getvalue()
 
 

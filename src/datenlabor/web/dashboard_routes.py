@@ -21,8 +21,9 @@ from datenlabor.dashboards.tile import to_csv
 from datenlabor.errors import BadInput
 from datenlabor.service.gate import Gate
 from datenlabor.web.auth import client_of, principal
+from datenlabor.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["dashboards"])
+router = APIRouter(prefix="/api/v1", tags=["dashboards"], responses=ERROR_RESPONSES)
 MAX_SPEC_BYTES = 512 * 1024
 DRILL_KEYS = ("value", "column", "period", "from", "to", "activity", "variant", "breach")
 

@@ -769,6 +769,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dash.col.completed_at": ("abgeschlossen am", "Completed at"),
     "dash.col.due": ("fällig am", "Due"),
     "dash.col.late_s": ("Verspätung", "Late by"),
+    "dash.withheld": ("Nicht angezeigt: Einzelfälle und Einzeldaten sehen nur Personen mit Zugriff auf die Einzeldaten (Geheimhaltung).", "Not shown: single cases and single records are shown only to people with access to the microdata (disclosure control)."),
+    "dash.secret_legend": ("„.“ = Zahlenwert geheim gehalten: weniger als {m} Fälle, oder gesperrt, damit gesperrte Werte nicht aus Summen errechnet werden können.", "“.” = value kept secret: fewer than {m} cases, or suppressed so that suppressed values cannot be computed from totals."),
+    "dash.no_data_or_secret": ("keine Daten oder geheim gehalten („.“)", "no data or kept secret (“.”)"),
+    "dash.sdc_applied": ("Geheimhaltung: Mindestfallzahl {m}", "Disclosure control: minimum frequency {m}"),
     # AI governance (datenlabor.governance, web/ui_governance.py)
     "nav.governance": ("KI-Register", "AI register"),
     "gov.register_title": ("KI-Register", "AI register"),

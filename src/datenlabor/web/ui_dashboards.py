@@ -20,7 +20,7 @@ from datenlabor.dashboards import boundaries, versions
 from datenlabor.dashboards.filters import FilterState, parse_filters
 from datenlabor.dashboards.render import cases, choices, render
 from datenlabor.dashboards.spec import Spec, text_of
-from datenlabor.dashboards.tile import TileData, jsonable
+from datenlabor.dashboards.tile import SUPPRESSED, TileData, jsonable
 from datenlabor.web import i18n
 from datenlabor.web.auth import client_of
 from datenlabor.web.dashboard_routes import drill_of, params_of
@@ -124,11 +124,17 @@ def view_model(
     """What the template and the chart script need of a tile."""
     kinds = {c["name"]: c["kind"] for c in tile.columns}
     hrefs = [drill_href(slug, spec, state, tile, r) for r in tile.rows]
+
+    def cell(i: int, name: str, kind: str) -> str:
+        if tile.suppressed and name in tile.suppressed[i]:
+            return SUPPRESSED
+        return fmt_value(tile.rows[i].get(name), kind, lang)
+
     table = {
         "head": [column_label(c["name"], lang) for c in tile.columns],
         "rows": [
-            [(fmt_value(r.get(c["name"]), c["kind"], lang), c["kind"]) for c in tile.columns]
-            for r in tile.rows
+            [(cell(i, c["name"], c["kind"]), c["kind"]) for c in tile.columns]
+            for i in range(len(tile.rows))
         ],
         "hrefs": hrefs,
     }
@@ -136,11 +142,16 @@ def view_model(
     if tile.kpi is not None:
         k = tile.kpi
         change = k.get("change")
+        secret = k.get("suppressed", [])
+
+        def kpi_text(name: str) -> str:
+            if name in secret:
+                return SUPPRESSED
+            return fmt_value(k.get(name), k.get("kind", "int"), lang)
+
         kpi = {
-            "value": fmt_value(k.get("value"), k.get("kind", "int"), lang),
-            "previous": fmt_value(k.get("previous"), k.get("kind", "int"), lang)
-            if "previous" in k
-            else None,
+            "value": kpi_text("value"),
+            "previous": kpi_text("previous") if "previous" in k else None,
             "change": None if change is None else fmt_pct(abs(change), lang),
             "direction": None
             if change is None
@@ -154,7 +165,8 @@ def view_model(
         graph["regions"] = [
             dict(
                 reg,
-                text=f"{reg['name']}: {fmt_value(reg['value'], kind, lang)}",
+                text=f"{reg['name']}: "
+                + (SUPPRESSED if reg.get("suppressed") else fmt_value(reg["value"], kind, lang)),
                 href=hrefs[by_key[reg["key"]]] if reg["key"] in by_key else None,
             )
             for reg in graph["regions"]
@@ -189,7 +201,7 @@ def view_model(
             dict(n, text=f"{n['id']}: {fmt_num(n['count'], lang)}" if n.get("count") else n["id"])
             for n in graph["nodes"]
         ]
-    chart = None
+    chart: dict[str, Any] | None = None
     if tile.type in ("line", "bar", "area", "histogram") and tile.status == "ok":
         chart = {
             "type": tile.type,
@@ -201,10 +213,15 @@ def view_model(
             "rows": [{k: jsonable(v) for k, v in r.items()} for r in tile.rows],
             "hrefs": hrefs,
         }
+        if tile.suppressed:  # shown as gaps; the data table shows "."
+            chart["suppressed"] = tile.suppressed
         if tile.type == "histogram":
             chart["x2"] = "to_s" if tile.x == "from_s" else "to_value"
+    secret = bool(any(tile.suppressed) or (tile.kpi or {}).get("suppressed"))
     return {
         "tile": tile,
+        "secret": secret,
+        "sdc": tile.provenance.get("disclosure"),
         "table": table,
         "kpi": kpi,
         "graph": graph,
