@@ -19,6 +19,8 @@ word also occurs in thousands of distractors. Queries: ``QUERIES`` below, writte
 a citizen would use (other inflections than the documents), each with the document and a
 phrase that the relevant chunk contains.
 
+Part of ``bench/assist.py``, which runs it together with the triage part; alone::
+
     .venv/bin/python bench/assist_retrieval.py                 # 100,000 chunks, 5 rounds
     .venv/bin/python bench/assist_retrieval.py --chunks 20000 --rounds 3 --fts
 """
@@ -34,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -88,7 +91,7 @@ _SYLLABLES = ["an", "bau", "be", "dienst", "ein", "fall", "frei", "geld", "gemei
 _ENDINGS = ("", "", "e", "en", "er", "es", "ung", "ungen", "s", "n")
 
 
-def real_chunks() -> list[kb.Chunk]:  # type: ignore[name-defined]
+def real_chunks() -> list[Any]:
     out = []
     for name in DOCS:
         out.extend(chunk_document(extract_text(KB_DIR / name), name))
@@ -125,23 +128,18 @@ def plain_tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--chunks", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=5, help="times each query runs")
-    ap.add_argument("--fts", action="store_true", help="also DuckDB's fts extension (slow)")
-    ap.add_argument("--no-rank-bm25", action="store_true")
-    ap.add_argument(
-        "--duckdb-memory", default="2GB", help="DATENLABOR_DUCKDB_MEMORY for the ingest"
-    )
-    args = ap.parse_args()
-
+def measure(
+    n_chunks: int = 100_000,
+    rounds: int = 5,
+    fts: bool = False,
+    rank_bm25: bool = True,
+    duckdb_memory: str = "2GB",
+) -> dict[str, Any]:
+    """Run the retrieval part; a dict for :func:`report` and the JSON output."""
     t0 = time.perf_counter()
     chunks = real_chunks()
     vocab = sorted({w for c in chunks for w in re.findall(r"[A-Za-zÄÖÜäöüß-]{3,}", c.text)})
-    fill = max(0, args.chunks - len(chunks))
+    fill = max(0, n_chunks - len(chunks))
     texts = synthetic_texts(fill, vocab)
     docs = [c.text for c in chunks] + texts
     ids = [c.chunk_id for c in chunks] + [f"syn{i:07d}" for i in range(fill)]
@@ -186,7 +184,7 @@ def main() -> int:
         assert n_real == len(chunks)
         # The pool's quality report (exact distinct counts of the text columns) needs more
         # than the default 600 MB of DuckDB memory for 100,000 chunks (~100 MB of text).
-        pool = datenlabor.open(Path(tmp) / "pool", user="bench", duckdb_memory=args.duckdb_memory)
+        pool = datenlabor.open(Path(tmp) / "pool", user="bench", duckdb_memory=duckdb_memory)
         gate = Gate(pool)
         t0 = time.perf_counter()
         kb._write(gate, local_admin("bench"), "kb__bench__public", table, kb="bench",
@@ -197,14 +195,14 @@ def main() -> int:
         cold = time.perf_counter() - t0
         lat: list[float] = []
         found = 0
-        for r in range(args.rounds):
+        for r in range(rounds):
             for (query, _, _), target in zip(QUERIES, targets, strict=True):
                 t0 = time.perf_counter()
-                hits = kb.retrieve(gate, ANONYMOUS, query, kb="bench", k=5, audit=False)
+                passages = kb.retrieve(gate, ANONYMOUS, query, kb="bench", k=5, audit=False)
                 lat.append(time.perf_counter() - t0)
                 if r == 0:
-                    found += target in [h.chunk_id for h in hits]
-                    if target not in [h.chunk_id for h in hits]:
+                    found += target in [h.chunk_id for h in passages]
+                    if target not in [h.chunk_id for h in passages]:
                         misses.setdefault("datenlabor", []).append(query)
         results["datenlabor"] = {
             "p50_ms": statistics.median(lat) * 1000,
@@ -217,15 +215,14 @@ def main() -> int:
         pool.store.dispose()
 
     # -- rank-bm25 baseline ------------------------------------------------------------------
-    if not args.no_rank_bm25:
+    if rank_bm25:
         from rank_bm25 import BM25Okapi
 
         t0 = time.perf_counter()
         bm = BM25Okapi([plain_tokens(d) for d in docs])
         build = time.perf_counter() - t0
         lat, found = [], 0
-        rounds = max(1, min(args.rounds, 2))  # slow: fewer rounds, same queries
-        for r in range(rounds):
+        for r in range(max(1, min(rounds, 2))):  # slow: fewer rounds, same queries
             for (query, _, _), target in zip(QUERIES, targets, strict=True):
                 t0 = time.perf_counter()
                 scores = bm.get_scores(plain_tokens(query))
@@ -241,7 +238,7 @@ def main() -> int:
         }  # fmt: skip
 
     # -- DuckDB fts --------------------------------------------------------------------------
-    if args.fts:
+    if fts:
         import duckdb
         import duckdb_extension_fts
 
@@ -263,44 +260,75 @@ def main() -> int:
         lat, found = [], 0
         sql = ("SELECT chunk_id FROM (SELECT chunk_id, fts_main_chunks.match_bm25(chunk_id, ?) "
                "AS s FROM chunks) WHERE s IS NOT NULL ORDER BY s DESC LIMIT 5")  # fmt: skip
-        for r in range(max(1, min(args.rounds, 2))):
+        for r in range(max(1, min(rounds, 2))):
             for (query, _, _), target in zip(QUERIES, targets, strict=True):
                 t0 = time.perf_counter()
-                top = [x[0] for x in con.execute(sql, [query]).fetchall()]
+                best = [x[0] for x in con.execute(sql, [query]).fetchall()]
                 lat.append(time.perf_counter() - t0)
                 if r == 0:
-                    found += target in top
-                    if target not in top:
+                    found += target in best
+                    if target not in best:
                         misses.setdefault("duckdb-fts", []).append(query)
         results["duckdb-fts"] = {
             "p50_ms": statistics.median(lat) * 1000, "p95_ms": percentile(lat, 95) * 1000,
             "recall5": found / len(QUERIES), "build_s": build, "prep_s": 0.0,
         }  # fmt: skip
 
-    # -- report ------------------------------------------------------------------------------
-    print(f"\nmachine: {platform.node()}, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")  # fmt: skip
-    base = results["datenlabor"]
-    print(
-        "| contender | p50 ms | p95 ms | p95 vs datenlabor | recall@5 | index build s | stemming s |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    return {
+        "chunks": len(docs),
+        "real_chunks": len(chunks),
+        "queries": len(QUERIES),
+        "results": results,
+        "misses": misses,
+    }
+
+
+def report(res: dict[str, Any]) -> tuple[list[str], bool]:
+    """Markdown lines and whether the goals are met."""
+    results, base = res["results"], res["results"]["datenlabor"]
+    lines = [
+        f"corpus: {res['chunks']:,} chunks ({res['real_chunks']} real), {res['queries']} "
+        "labelled queries",
+        "",
+        "| contender | p50 ms | p95 ms | p95 vs datenlabor | recall@5 | index build s | stemming s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in results.items():
         ratio = r["p95_ms"] / base["p95_ms"]
-        print(f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {ratio:.1f}× | "
-              f"{r['recall5']:.2f} | {r['build_s']:.1f} | {r['prep_s']:.1f} |")  # fmt: skip
-    print(f"\ndatenlabor: storing the {len(docs):,} chunks as a pool dataset took "
-          f"{base['ingest_s']:.1f} s (stemming {base['prep_s']:.1f} s before that); the "
-          f"first query built the index in {base['build_s']:.1f} s")  # fmt: skip
-    for name, queries in misses.items():
-        print(f"{name} missed (target not in top 5): " + "; ".join(queries))
+        lines.append(f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {ratio:.1f}× | "
+                     f"{r['recall5']:.2f} | {r['build_s']:.1f} | {r['prep_s']:.1f} |")  # fmt: skip
+    lines += ["", f"datenlabor: storing the {res['chunks']:,} chunks as a pool dataset took "
+              f"{base['ingest_s']:.1f} s (stemming {base['prep_s']:.1f} s before that); the "
+              f"first query built the index in {base['build_s']:.1f} s"]  # fmt: skip
+    for name, queries in res["misses"].items():
+        lines.append(f"{name} missed (target not in top 5): " + "; ".join(queries))
     ok = base["p95_ms"] <= 50.0
     ok_recall = all(
         base["recall5"] >= r["recall5"] for n, r in results.items() if n != "datenlabor"
     )
-    print(f"\ngoal p95 ≤ 50 ms: {'met' if ok else 'MISSED'} ({base['p95_ms']:.1f} ms); "
-          f"recall@5 ≥ baselines: {'met' if ok_recall else 'MISSED'}")  # fmt: skip
-    return 0 if ok and ok_recall else 1
+    lines.append(f"goal p95 ≤ 50 ms: {'met' if ok else 'MISSED'} ({base['p95_ms']:.1f} ms); "
+                 f"recall@5 ≥ baselines: {'met' if ok_recall else 'MISSED'}")  # fmt: skip
+    return lines, ok and ok_recall
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--chunks", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=5, help="times each query runs")
+    ap.add_argument("--fts", action="store_true", help="also DuckDB's fts extension (slow)")
+    ap.add_argument("--no-rank-bm25", action="store_true")
+    ap.add_argument(
+        "--duckdb-memory", default="2GB", help="DATENLABOR_DUCKDB_MEMORY for the ingest"
+    )
+    args = ap.parse_args()
+    res = measure(args.chunks, args.rounds, args.fts, not args.no_rank_bm25, args.duckdb_memory)
+    print(f"\nmachine: {platform.node()}, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")  # fmt: skip
+    lines, ok = report(res)
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def child_datenlabor(args: argparse.Namespace) -> dict[str, Any]:
     from datenlabor.procedures import open_log
 
     pool = datenlabor.open(args.pool)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with open_log(pool, args.dataset) as log:
         log.traces()
         t_load = time.perf_counter()
@@ -64,6 +64,7 @@ def child_datenlabor(args: argparse.Namespace) -> dict[str, Any]:
             "load_s": t_load - t0,
             "compute_s": t_end - t_load,
             "total_s": t_end - t0,
+            "cpu_s": time.process_time() - c0,
             "durations": sorted(durations.to_pylist()),
             "dfg": [
                 [r["from"], r["to"], r["count"], r["median_s"], r["mean_s"]] for r in graph.rows()
@@ -79,7 +80,7 @@ def child_pm4py(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     import pm4py
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     df = pd.read_parquet(args.parquet, columns=["case_id", "activity", "timestamp"])
     df = df.rename(
         columns={
@@ -99,6 +100,7 @@ def child_pm4py(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": t_load - t0,
         "compute_s": t_end - t_load,
         "total_s": t_end - t0,
+        "cpu_s": time.process_time() - c0,
         "durations": sorted(float(d) for d in durations),
         "dfg": [
             [a, b, int(freq[(a, b)]), float(v["median"]), float(v["mean"])]
@@ -177,6 +179,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: temporary)")
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --work: use the log of an earlier run of the same size if it is there",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--pool", help=argparse.SUPPRESS)
@@ -202,22 +209,27 @@ def main() -> int:
     try:
         for events in (int(e) for e in args.events.split(",")):
             cases = max(1, round(events / EVENTS_PER_CASE))
-            t = time.perf_counter()
-            table = simulate(Simulation(cases=cases, seed=args.seed))
-            sim_s = time.perf_counter() - t
             parquet = work / f"log-{events}.parquet"
-            write_log(table, parquet)
             slug = f"log-{events}"
-            t = time.perf_counter()
-            pool.ingest(parquet, dataset=slug, format="parquet")
-            ingest_s = time.perf_counter() - t
-            n_events = table.num_rows
-            del table
-            print(
-                f"## {n_events:,} events, {cases:,} cases: simulated in {sim_s:.1f} s, "
-                f"stored as a pool version in {ingest_s:.1f} s",
-                flush=True,
-            )
+            if args.reuse and parquet.is_file() and slug in {d.slug for d in pool.datasets()}:
+                n_events = pool.dataset(slug).version().rows
+                print(f"## {n_events:,} events, {cases:,} cases: reused from {work}", flush=True)
+            else:
+                t = time.perf_counter()
+                table = simulate(Simulation(cases=cases, seed=args.seed))
+                sim_s = time.perf_counter() - t
+                write_log(table, parquet)
+                t = time.perf_counter()
+                pool.ingest(parquet, dataset=slug, format="parquet")
+                ingest_s = time.perf_counter() - t
+                n_events = table.num_rows
+                del table
+                print(
+                    f"## {n_events:,} events, {cases:,} cases: simulated in {sim_s:.1f} s, "
+                    f"stored as a pool version in {ingest_s:.1f} s",
+                    flush=True,
+                )
+            load_before = os.getloadavg()[0]
             runs: dict[str, list[dict[str, Any]]] = {"datenlabor": [], "pm4py": []}
             pm_repeat = args.pm4py_repeat if args.pm4py_repeat is not None else args.repeat
             for i in range(max(args.repeat, pm_repeat)):
@@ -231,10 +243,15 @@ def main() -> int:
                         r = v[-1]
                         print(
                             f"  {k:10s} run {i + 1}: {r['total_s']:7.2f} s "
-                            f"(load {r['load_s']:.2f}), peak RSS {r['peak_rss_mib']:,.0f} MiB",
+                            f"(load {r['load_s']:.2f}), CPU {r['cpu_s']:.2f} s, "
+                            f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
                             flush=True,
                         )
-            row: dict[str, Any] = {"events": n_events, "cases": cases}
+            row: dict[str, Any] = {
+                "events": n_events,
+                "cases": cases,
+                "loadavg": [load_before, os.getloadavg()[0]],
+            }
             for k, v in runs.items():
                 if v:
                     row[k] = {
@@ -242,11 +259,14 @@ def main() -> int:
                         "median_total_s": statistics.median(r["total_s"] for r in v),
                         "median_load_s": statistics.median(r["load_s"] for r in v),
                         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in v),
+                        "median_cpu_s": statistics.median(r["cpu_s"] for r in v),
+                        "total_s": [r["total_s"] for r in v],
                     }
             if runs["pm4py"]:
                 row["agreement"] = agree(runs["datenlabor"][0], runs["pm4py"][0])
                 d, p = row["datenlabor"], row["pm4py"]
                 row["speedup"] = p["median_total_s"] / d["median_total_s"]
+                row["cpu_ratio"] = p["median_cpu_s"] / d["median_cpu_s"]
                 row["memory_ratio"] = d["median_peak_rss_mib"] / p["median_peak_rss_mib"]
             rows.append(row)
             pool.dataset(slug)  # still there: the next size gets its own dataset
@@ -254,24 +274,30 @@ def main() -> int:
         pool.store.dispose()
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    print("\n| events | cases | Datenlabor s (load) | MiB | pm4py s (load) | MiB | speed-up | memory | same results |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "\n| events | cases | load avg | Datenlabor s (load) | MiB | pm4py s (load) | MiB "
+        "| speed-up | CPU-s ratio | memory | same results |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        d, p = r["datenlabor"], r.get("pm4py")
+        d, p = r.get("datenlabor"), r.get("pm4py")
+        if d is None:
+            continue
         pm = (
             f"{p['median_total_s']:.2f} ({p['median_load_s']:.2f}) | {p['median_peak_rss_mib']:,.0f}"
             if p
             else "– | –"
         )
         ratio = (
-            f"**{r['speedup']:.1f}×** | {r['memory_ratio']:.2f}× | "
+            f"**{r['speedup']:.1f}×** | {r['cpu_ratio']:.1f}× | {r['memory_ratio']:.2f}× | "
             + ", ".join(k for k, ok in r["agreement"].items() if ok)
             + ("" if all(r["agreement"].values()) else " (DIFFERENT: see JSON)")
             if p
-            else "– | – | –"
+            else "– | – | – | –"
         )
+        load = "–".join(f"{x:.1f}" for x in r["loadavg"])
         print(
-            f"| {r['events']:,} | {r['cases']:,} | {d['median_total_s']:.2f} "
+            f"| {r['events']:,} | {r['cases']:,} | {load} | {d['median_total_s']:.2f} "
             f"({d['median_load_s']:.2f}) | {d['median_peak_rss_mib']:,.0f} | {pm} | {ratio} |"
         )
     if args.json:

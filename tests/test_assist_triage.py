@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from typer.testing import CliRunner
 
 import datenlabor
-from datenlabor.assist import demo_requests, registry, triage_rules
+from conftest import shared_file
+from datenlabor.assist import demo_requests, registry, triage_language, triage_rules
 from datenlabor.assist.taxonomy import default_taxonomy, load_taxonomy
 from datenlabor.assist.triage import Triager
 from datenlabor.assist.triage_eval import calibration, metrics
@@ -320,3 +322,121 @@ def test_cli_inbox_queue_decide_decisions(tmp_path: Path) -> None:
     assert row["override"] and row["reviewer"] == "admin" and row["groups"]["ags"] == "05315"
     models = json.loads(_cli(root, "assist", "models", "--json").stdout)
     assert [m["version"] for m in models] == [1] and models[0]["active"]
+
+
+# -- the fast batch path gives exactly what the libraries give ------------------------------
+_TRICKY = [
+    "", " ", "\t\n", "a", "ab", "DRINGEND WOHNGELD ANTRAG BITTE SOFORT", "ΟΔΟΣ ΣΟΦΟΚΛΕΟΥΣ Σ",
+    "İstanbul'dan başvuru İŞ", "Ich\u00a0möchte\u2003Wohngeld  beantragen\n\nbitte",
+    "x" * 2000, "Kfz " * 400, "😀 Elterngeld 😀 Antrag", "Straße ẞTRASSE Maß",
+    "Bürgergeld\x1cAntrag\x1fneu", "ﬁnanzamt ﬂat", "a__b wohn__geld", "naïve café résumé",
+    "Привет, мне нужен паспорт срочно", "مرحبا أريد تسجيل السيارة عاجل",
+    "Wohngeld Wohngeld wohngeld WOHNGELD miete Miete " * 6,
+]  # fmt: skip
+
+
+def _held_out_texts() -> list[str]:
+    """Demo requests in five languages, real German text from a GovData (CKAN) record
+    (title and description paragraphs), and awkward inputs."""
+    record = json.loads(shared_file("ckan/package_show_response.json").read_text("utf-8"))
+    real = [record["result"]["title"], *record["result"]["notes"].split("\n")]
+    demo = [r["text"] for r in demo_requests.generate(600, seed=31)]
+    return demo + [t for t in real if t.strip()] + _TRICKY
+
+
+def test_fast_features_equal_scikit_learn_transform() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from datenlabor.assist.triage_features import NgramCounter
+
+    model = fitted_model()
+    texts = _held_out_texts()
+    for vec in (model.word, model.char):
+        want, got = vec.transform(texts), NgramCounter(vec).transform(texts)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.data, want.data)  # bit for bit, not approximately
+    # a vectorizer set up differently is left to scikit-learn
+    other = TfidfVectorizer(analyzer="char", ngram_range=(2, 3)).fit(texts[:50])
+    assert not NgramCounter(other).fast
+    assert (NgramCounter(other).transform(texts) != other.transform(texts)).nnz == 0
+
+
+def test_batch_language_identification_equals_py3langid() -> None:
+    langs = default_taxonomy().languages
+    texts = _held_out_texts()
+    ident = triage_language.identifier(langs)
+    want = [(str(c), round(float(p), 4)) for c, p in (ident.classify(t[:600]) for t in texts)]
+    assert triage_language.identify(texts, langs) == want
+    assert {code for code, _ in want} >= {"de", "en", "tr", "uk", "ar"}
+    assert triage_language.identify(texts[:3], langs) == want[:3]  # the small-batch path
+
+
+def _reference_evidence(model: TriageModel, x: Any, row: int, cls: int, text: str) -> list[Any]:
+    """The evidence as first written: feature names split per feature, a substring test per
+    word, spans by scanning the token list (the oracle for the faster implementation)."""
+    names = model.names
+    lo, hi = x.indptr[row], x.indptr[row + 1]
+    idx, contrib = x.indices[lo:hi], x.data[lo:hi] * model.weights[cls, x.indices[lo:hi]]
+    if len(contrib) > 24:
+        part = np.argpartition(-contrib, 24)[:24]
+        order = part[np.argsort(-contrib[part])]
+    else:
+        order = np.argsort(-contrib)
+    toks = [(m.group().lower(), m.start(), m.end()) for m in re.finditer(r"(?u)\b\w\w+\b", text)]
+    words = list(dict.fromkeys(t[0] for t in toks))
+    by_term: dict[str, float] = {}
+    for k in order:
+        c = float(contrib[k])
+        if c <= 0:
+            break
+        kind, _, feat = str(names[idx[k]]).partition("__")
+        if kind == "word":
+            by_term[feat] = by_term.get(feat, 0.0) + c
+        elif len(feat.strip()) >= 3:
+            hits = [w for w in words if feat.strip() in w]
+            for w in hits:
+                by_term[w] = by_term.get(w, 0.0) + c / len(hits)
+    out: list[Any] = []
+    for term, weight in sorted(by_term.items(), key=lambda kv: -kv[1]):
+        ws = term.split()
+        spans = [[toks[i][1], toks[i + len(ws) - 1][2]] for i in range(len(toks) - len(ws) + 1)
+                 if [t[0] for t in toks[i : i + len(ws)]] == ws][:5]  # fmt: skip
+        if spans:
+            out.append({"term": text[spans[0][0] : spans[0][1]], "weight": round(weight, 4),
+                        "spans": spans})  # fmt: skip
+        if len(out) >= 6:
+            break
+    return out
+
+
+def test_batch_triage_makes_the_same_decisions_as_the_reference(tmp_path: Path) -> None:
+    """Category, confidence, candidates, evidence and language of the batch path equal a
+    straightforward pipeline: scikit-learn's transform, py3langid text by text, the
+    reference evidence; held-out requests, real text and awkward inputs."""
+    pool = datenlabor.open(tmp_path / "pool", user="t")
+    install_model(pool)
+    triager = Triager.for_pool(pool)
+    model, tax = triager.explainer, triager.taxonomy
+    texts = _held_out_texts()
+    results = triager.triage(texts)
+    x = sp.hstack([model.word.transform(texts), model.char.transform(texts)], format="csr")
+    decision = np.asarray(x @ model.coef.T, dtype=np.float64) + model.intercept
+    _x, proba = model.predict(texts)
+    np.testing.assert_array_equal(_x.toarray(), x.toarray())
+    ident = triage_language.identifier(tax.languages)
+    assert decision.shape == proba.shape
+    for i, (text, r) in enumerate(zip(texts, results, strict=True)):
+        best = int(np.argmax(proba[i]))
+        assert r.confidence == round(float(proba[i, best]), 4)
+        assert r.routed_to_person == (proba[i, best] < triager.min_confidence)
+        assert r.label == (None if r.routed_to_person else model.classes[best])
+        assert [c["label"] for c in r.candidates] == [
+            model.classes[j] for j in np.argsort(-proba[i])[:3]
+        ]
+        assert r.evidence == _reference_evidence(model, x, i, best, text)
+        code, p = ident.classify(text[:600])
+        assert (r.language, r.language_confidence) == (str(code), round(float(p), 4))
+    assert triager.triage(texts[:2]) == results[:2]  # batch size does not change a result
+    pool.store.dispose()

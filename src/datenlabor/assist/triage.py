@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datenlabor.access.principal import Principal
-from datenlabor.assist import registry, triage_rules
+from datenlabor.assist import registry, triage_language, triage_rules
 from datenlabor.assist.taxonomy import Taxonomy, load_taxonomy
 from datenlabor.assist.triage_eval import metrics
 from datenlabor.assist.triage_model import TriageModel, fit
@@ -68,6 +68,7 @@ class Triager:
 
     _per_pool: ClassVar[dict[tuple[str, int], Triager]] = {}
     _lock = threading.Lock()
+    _load_lock = threading.Lock()
 
     def __init__(
         self,
@@ -95,18 +96,25 @@ class Triager:
         key = (str(pool.root), info.id)
         with cls._lock:
             hit = cls._per_pool.get(key)
-        if hit is None:
-            s = pool.settings
-            hit = cls(
-                registry.load(pool, info),
-                info,
-                load_taxonomy(s.assist_taxonomy),
-                s.assist_min_confidence,
-                s,
-            )
+        if hit is not None:
+            return hit
+        # One load per model: concurrent first requests wait for it instead of each loading
+        # the model themselves.
+        with cls._load_lock:
             with cls._lock:
-                cls._per_pool = {k: v for k, v in cls._per_pool.items() if k[0] != key[0]}
-                cls._per_pool[key] = hit
+                hit = cls._per_pool.get(key)
+            if hit is None:
+                s = pool.settings
+                hit = cls(
+                    registry.load(pool, info),
+                    info,
+                    load_taxonomy(s.assist_taxonomy),
+                    s.assist_min_confidence,
+                    s,
+                )
+                with cls._lock:
+                    cls._per_pool = {k: v for k, v in cls._per_pool.items() if k[0] != key[0]}
+                    cls._per_pool[key] = hit
         return hit
 
     def triage(
@@ -130,12 +138,12 @@ class Triager:
             from datenlabor.assist import triage_llm
 
             llm = triage_llm.classify_batch(s, self.taxonomy, texts)
-        out = []
-        for i, text in enumerate(texts):
-            row = proba[i]
-            best = int(np.argmax(row))
-            top = np.argsort(-row)[:3]
-            label, conf, engine, model = classes[best], float(row[best]), "sklearn", self.info.ref
+        best = proba.argmax(axis=1).tolist()
+        tops = np.argsort(-proba, axis=1)[:, :3].tolist()
+        chosen = []  # (label, confidence, engine, model, notes) per request
+        for i in range(len(texts)):
+            b = best[i]
+            label, conf, engine, model = classes[b], float(proba[i, b]), "sklearn", self.info.ref
             notes = []
             if llm is not None:
                 answer = llm[i]
@@ -148,27 +156,36 @@ class Triager:
                     )
                 else:
                     notes.append(f"llm: {answer.error}; embedded model used")
+            chosen.append((label, conf, engine, model, notes))
+        # Evidence for the embedded model's class; for the LLM path, for the class the
+        # LLM chose, so a person can check it against the text in either case.
+        index = {c: j for j, c in enumerate(classes)}
+        evidence = self.explainer.evidence_batch(
+            x, [index.get(c[0], best[i]) for i, c in enumerate(chosen)], texts
+        )
+        languages = triage_language.identify(texts, self.taxonomy.languages)
+        out = []
+        for i, text in enumerate(texts):
+            label, conf, engine, model, notes = chosen[i]
+            row = proba[i]
             known = known_categories[i] if known_categories else None
             if known and self.taxonomy.get(known) is not None:
                 notes.append("category given with the request")
             routed = conf < self.min_confidence
-            # Evidence for the embedded model's class; for the LLM path, for the class the
-            # LLM chose, so a person can check it against the text in either case.
-            cls_idx = classes.index(label) if label in classes else best
-            evidence = self.explainer.evidence(x, i, cls_idx, text)
             cat = self.taxonomy.get(known or (None if routed else label))
             att = list(attachments[i]) if attachments else []
             mentioned, missing = triage_rules.documents(text, cat, att) if cat else ([], [])
             urgency, cues = triage_rules.urgency(text, self.taxonomy)
-            lang, lang_p = triage_rules.language(text, self.taxonomy.languages)
+            lang, lang_p = languages[i]
             out.append(
                 TriageResult(
                     label=None if routed else label,
                     confidence=round(conf, 4),
                     candidates=[
-                        {"label": classes[j], "probability": round(float(row[j]), 4)} for j in top
+                        {"label": classes[j], "probability": round(float(row[j]), 4)}
+                        for j in tops[i]
                     ],
-                    evidence=evidence,
+                    evidence=evidence[i],
                     unit=cat.unit["de"] if cat else None,
                     urgency=urgency,
                     urgency_cues=cues,

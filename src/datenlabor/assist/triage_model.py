@@ -12,6 +12,8 @@ n-grams are credited to the words of the text that contain them.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from datenlabor.assist.triage_features import NgramCounter
 from datenlabor.errors import BadInput
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -105,10 +108,13 @@ class TriageModel:
         self.classes = classes
         self.coef, self.intercept = coef, intercept
         self.cal_a, self.cal_b = cal_a, cal_b
-        names = [f"word__{t}" for t in _terms(word)] + [f"char__{t}" for t in _terms(char)]
-        self.names = np.asarray(names, dtype=object)
+        word_terms, char_terms = _terms(word), _terms(char)
+        # per feature: the word n-gram itself, or the stripped character n-gram (evidence)
+        self._terms = word_terms + [t.strip() for t in char_terms]
+        self._n_word = len(word_terms)
         # weights per class for the evidence (binary: the negative class mirrors the positive)
         self.weights = np.vstack([-coef[0], coef[0]]) if coef.shape[0] == 1 else coef
+        self._counters = (NgramCounter(word), NgramCounter(char))
 
     @classmethod
     def from_pipeline(cls, pipe: Pipeline, params: dict[str, Any] | None = None) -> TriageModel:
@@ -129,8 +135,19 @@ class TriageModel:
         )
 
     # -- prediction ---------------------------------------------------------------------
+    @property
+    def names(self) -> np.ndarray:
+        """Feature names in column order (``word__…``, ``char__…``)."""
+        return np.asarray(
+            [f"word__{t}" for t in _terms(self.word)] + [f"char__{t}" for t in _terms(self.char)],
+            dtype=object,
+        )
+
     def features(self, texts: Sequence[str]) -> Any:
-        return sp.hstack([self.word.transform(texts), self.char.transform(texts)], format="csr")
+        """TF-IDF matrix of word and character n-grams (what the fitted vectorizers give,
+        counted faster: :mod:`datenlabor.assist.triage_features`)."""
+        word, char = self._counters
+        return sp.hstack([word.transform(texts), char.transform(texts)], format="csr")
 
     def predict(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
         """(feature matrix, calibrated probabilities) for a batch."""
@@ -150,36 +167,50 @@ class TriageModel:
         """The terms of ``text`` (row ``row`` of the CSR matrix ``x``) that raised class
         ``cls`` most, with where they occur."""
         lo, hi = x.indptr[row], x.indptr[row + 1]
-        idx, vals = x.indices[lo:hi], x.data[lo:hi]
-        contrib = vals * self.weights[cls, idx]
+        idx = x.indices[lo:hi]
+        return self._evidence(idx, x.data[lo:hi] * self.weights[cls, idx], text, top)
+
+    def evidence_batch(
+        self, x: Any, classes: Sequence[int], texts: Sequence[str], top: int = 6
+    ) -> list[list[dict[str, Any]]]:
+        """:meth:`evidence` for every row of ``x`` (class ``classes[i]`` for row i), with
+        the contributions of all rows computed in one step."""
+        indptr = x.indptr
+        rows = np.repeat(np.asarray(classes, dtype=np.int64), np.diff(indptr))
+        contrib = x.data * self.weights[rows, x.indices]
+        cut = indptr.tolist()
+        return [
+            self._evidence(x.indices[cut[i] : cut[i + 1]], contrib[cut[i] : cut[i + 1]], text, top)
+            for i, text in enumerate(texts)
+        ]
+
+    def _evidence(
+        self, idx: np.ndarray, contrib: np.ndarray, text: str, top: int
+    ) -> list[dict[str, Any]]:
         keep = top * 4
         if len(contrib) > keep:
             part = np.argpartition(-contrib, keep)[:keep]
             order = part[np.argsort(-contrib[part])]
         else:
             order = np.argsort(-contrib)
-        toks = tokens(text)
-        words: list[str] | None = None
+        toks = Tokens(text)
         by_term: dict[str, float] = {}
-        for k in order:
-            c = float(contrib[k])
+        terms, n_word = self._terms, self._n_word
+        for c, f in zip(contrib[order].tolist(), idx[order].tolist(), strict=True):
             if c <= 0:
                 break
-            kind, _, feat = str(self.names[idx[k]]).partition("__")
-            if kind == "word":
-                by_term[feat] = by_term.get(feat, 0.0) + c
+            if f < n_word:
+                by_term[terms[f]] = by_term.get(terms[f], 0.0) + c
                 continue
-            frag = feat.strip()
+            frag = terms[f]
             if len(frag) < 3:
                 continue
-            if words is None:
-                words = list(dict.fromkeys(t[0] for t in toks))
-            hits = [w for w in words if frag in w]
+            hits = toks.containing(frag)
             for w in hits:  # a fragment shared by several words counts for each a part
                 by_term[w] = by_term.get(w, 0.0) + c / len(hits)
         out = []
         for term, weight in sorted(by_term.items(), key=lambda kv: -kv[1]):
-            spans = find_spans(text, term, toks)
+            spans = toks.spans(term)
             if spans:
                 out.append({"term": text[spans[0][0] : spans[0][1]], "weight": round(weight, 4),
                             "spans": spans})  # fmt: skip
@@ -242,27 +273,82 @@ def _vectorizer(p: dict[str, Any], kind: str, terms: list[str], idf: np.ndarray)
     return vec
 
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
+# scikit-learn's default token pattern, captured for re.split
+_TOKEN_SPLIT = re.compile(r"(?u)\b(\w\w+)\b")
 
 
-def tokens(text: str) -> list[tuple[str, int, int]]:
-    """(lower-case token, start, end) as the word n-gram features see the text."""
-    return [(m.group().lower(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+class Tokens:
+    """A text's tokens as the word n-gram features see them (lower-case), with their
+    positions in the text; found on first use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._bounds: list[int] = []
+        self._low: list[str] | None = None
+        self._distinct: list[str] | None = None
+        self._joined: str | None = None
+        self._starts: list[int] = []
+
+    @property
+    def low(self) -> list[str]:
+        if self._low is None:
+            # split() gives the same matches as finditer(), as plain strings: no match
+            # objects for the garbage collector to track (that cost more than the search)
+            parts = _TOKEN_SPLIT.split(self.text)  # gap, token, gap, token, …, gap
+            self._bounds = list(itertools.accumulate(map(len, parts), initial=0))
+            self._low = [t.lower() for t in parts[1::2]]
+        return self._low
+
+    def distinct(self) -> list[str]:
+        """The lower-case tokens, each once, in order of first occurrence."""
+        if self._distinct is None:
+            self._distinct = list(dict.fromkeys(self.low))
+        return self._distinct
+
+    def containing(self, fragment: str) -> list[str]:
+        """The distinct tokens that contain ``fragment``, in order of first occurrence.
+
+        One ``str.find`` per hit on the tokens joined by newlines (which no token holds)
+        instead of a substring test per token: evidence asks this for ~20 fragments."""
+        words = self.distinct()
+        if "\n" in fragment:
+            return [w for w in words if fragment in w]
+        if self._joined is None:
+            self._joined = "\n".join(words)
+            self._starts = list(itertools.accumulate((len(w) + 1 for w in words[:-1]), initial=0))
+        joined, starts, hits = self._joined, self._starts, []
+        pos = joined.find(fragment)
+        while pos >= 0:
+            k = bisect.bisect_right(starts, pos) - 1
+            hits.append(words[k])
+            if k + 1 == len(starts):
+                break
+            pos = joined.find(fragment, starts[k + 1])  # on from the next token
+        return hits
+
+    def spans(self, term: str, limit: int = 5) -> list[list[int]]:
+        """[start, end] of the first ``limit`` occurrences of ``term`` (one or more words)
+        as consecutive tokens, case-insensitive."""
+        words = term.lower().split()
+        if not words:
+            return []
+        low, k = self.low, len(words)
+        out: list[list[int]] = []
+        last, first, i = len(low) - k, words[0], -1
+        while len(out) < limit:
+            try:
+                i = low.index(first, i + 1)  # scans in C: no Python loop over the tokens
+            except ValueError:
+                break
+            if i > last:
+                break
+            if k == 1 or all(low[i + j] == words[j] for j in range(1, k)):
+                # token i is part 2i+1 of the split: it starts at bound 2i+1
+                out.append([self._bounds[2 * i + 1], self._bounds[2 * (i + k)]])
+        return out
 
 
-def find_spans(
-    text: str, term: str, toks: list[tuple[str, int, int]] | None = None
-) -> list[list[int]]:
+def find_spans(text: str, term: str) -> list[list[int]]:
     """[start, end] of each occurrence of ``term`` (one or more words) as consecutive
     tokens of ``text``, case-insensitive; at most five."""
-    words = term.lower().split()
-    if not words:
-        return []
-    toks = tokens(text) if toks is None else toks
-    k, out = len(words), []
-    for i in range(len(toks) - k + 1):
-        if toks[i][0] == words[0] and all(toks[i + j][0] == words[j] for j in range(1, k)):
-            out.append([toks[i][1], toks[i + k - 1][2]])
-            if len(out) == 5:
-                break
-    return out
+    return Tokens(text).spans(term)

@@ -9,33 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
+from datenlabor.assist import triage_language
 from datenlabor.assist.taxonomy import Category, Taxonomy
-
-LANGUAGE_SAMPLE = 600
-
-
-@lru_cache(maxsize=8)
-def _identifier(languages: tuple[str, ...]) -> Any:
-    """py3langid's identifier (the model ships inside the package), limited to the
-    languages the authority expects: short texts are then far less often mistaken."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    if languages:
-        known = [lang for lang in languages if lang in ident.nb_classes]
-        if len(known) >= 2:
-            ident.set_languages(known)
-    return ident
 
 
 def language(text: str, languages: Sequence[str] = ()) -> tuple[str, float]:
     """(ISO 639-1 code, probability) of the text's language, judged from its first
-    ``LANGUAGE_SAMPLE`` characters (plenty for a request, and the cost grows with length)."""
-    ident = _identifier(tuple(languages))
-    code, prob = ident.classify(text[:LANGUAGE_SAMPLE])
-    return str(code), round(float(prob), 4)
+    600 characters (:mod:`datenlabor.assist.triage_language`; a batch of
+    texts is faster with :func:`~datenlabor.assist.triage_language.identify`)."""
+    return triage_language.identify([text], languages)[0]
 
 
 @lru_cache(maxsize=256)
