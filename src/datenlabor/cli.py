@@ -35,6 +35,7 @@ class _State:
     pool_dir: Path | None = None
     database_url: str | None = None
     user: str | None = None
+    engine: str | None = None
 
 
 state = _State()
@@ -52,8 +53,13 @@ def _global(
     user: Annotated[
         str | None, typer.Option("--user", envvar="DATENLABOR_USER", help="Who acts")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", envvar="DATENLABOR_ENGINE", help="duckdb (default) or spark"),
+    ] = None,
 ) -> None:
     state.pool_dir, state.database_url, state.user = pool, database_url, user
+    state.engine = engine
 
 
 def _pool() -> Pool:
@@ -297,9 +303,23 @@ def sql(
 
     if format not in ("table", "csv", "json"):
         raise BadInput(f"unknown format {format!r}; choose table, csv or json")
-    with SqlSession(_pool()) as session:
+    pool = _pool()
+    if _engine(pool) != "duckdb":
+        from datenlabor.engines.shared import query as engine_query
+
+        table = engine_query(pool, query, _engine(pool))
+        _write_rows(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), format)
+        return
+    with SqlSession(pool) as session:
         reader = session.batches(query)
         _write_rows(reader, format)
+
+
+def _engine(pool: Pool) -> str:
+    """The engine chosen with --engine / DATENLABOR_ENGINE / the config file."""
+    from datenlabor.engines import check_engine
+
+    return check_engine(state.engine, pool.settings)
 
 
 def _write_rows(reader: Any, fmt: str) -> None:
@@ -348,10 +368,16 @@ def quality(
     version: Annotated[int | None, typer.Option(help="Version (default: current)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Show the quality report of a version."""
+    """Show the quality report of a version (recomputed on the engine if one is chosen)."""
     from datenlabor.pool.quality import render_text
 
-    report = _pool().dataset(slug).quality(version)
+    pool = _pool()
+    if state.engine is None and pool.settings.engine == "duckdb":
+        report = pool.dataset(slug).quality(version)  # the report stored at ingest
+    else:
+        from datenlabor.engines.shared import quality as engine_quality
+
+        report = engine_quality(pool, slug, version, _engine(pool))
     if as_json:
         _print_json(report)
     else:
@@ -458,6 +484,7 @@ def _register_admin_commands() -> None:
     __import__("datenlabor.cli_governance", fromlist=["register"]).register(app, _pool)
     __import__("datenlabor.cli_dashboards", fromlist=["register"]).register(app, _pool)
     __import__("datenlabor.cli_procedures", fromlist=["register"]).register(app, _pool)
+    __import__("datenlabor.cli_backup", fromlist=["register"]).register(app, _pool, state)
 
 
 _register_admin_commands()
@@ -467,18 +494,30 @@ def main() -> None:
     import duckdb
 
     from datenlabor.config import load_settings
+    from datenlabor.pool.diskfull import DiskFull, disk_full_cause
 
     try:
         app()
-    except DatenlaborError as exc:
-        sys.stderr.write(f"Fehler / error: {exc}\n")
-        raise SystemExit(exc.exit_code) from None
-    except duckdb.OutOfMemoryException as exc:
-        sys.stderr.write(
-            "Fehler / error: out of memory (nothing was changed); raise DATENLABOR_DUCKDB_MEMORY"
-            f" (now {load_settings().duckdb_memory}): {str(exc).splitlines()[0]}\n"
-        )
-        raise SystemExit(1) from None
+    except Exception as exc:
+        # A full disk, in whatever layer's words (also inside another error): one message.
+        cause = None if isinstance(exc, DiskFull) else disk_full_cause(exc)
+        if cause is not None:
+            sys.stderr.write(
+                f"Fehler / error: no space left on device ({str(cause).strip().splitlines()[0]});"
+                " nothing was changed — free space and try again\n"
+            )
+            raise SystemExit(1) from None
+        if isinstance(exc, DatenlaborError):
+            sys.stderr.write(f"Fehler / error: {exc}\n")
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            sys.stderr.write(
+                "Fehler / error: out of memory (nothing was changed); raise "
+                f"DATENLABOR_DUCKDB_MEMORY (now {load_settings().duckdb_memory}): "
+                f"{str(exc).splitlines()[0]}\n"
+            )
+            raise SystemExit(1) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool], state: Any) -> Non
         """Run the web API and UI."""
         import uvicorn
 
+        from datenlabor.web.limits import server_options
+
         pool = open_pool()
         os.environ["DATENLABOR_POOL"] = str(pool.root)
         if pool.settings.database_url:
@@ -67,6 +69,11 @@ def register(app: typer.Typer, open_pool: Callable[[], Pool], state: Any) -> Non
             workers=workers,
             log_level="info",
             access_log=False,
+            # h11 with a bounded request head, keep-alive longer than a proxy's idle timeout
+            **server_options(),
+            # A worker busy with a long query misses uvicorn's 5 s health ping and gets
+            # killed with its requests; 60 s still replaces a truly hung worker.
+            timeout_worker_healthcheck=60,
         )
 
     @orgs.command("add")

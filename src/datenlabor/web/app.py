@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from datenlabor import __version__
 from datenlabor.pool.pool import Pool
@@ -19,6 +19,7 @@ from datenlabor.web import (
     mqa_routes,
     oidc,
 )
+from datenlabor.web.headers import SecurityHeaders
 from datenlabor.web.limits import BodyLimit
 
 
@@ -32,6 +33,8 @@ def create_app(pool: Pool) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodyLimit)
+    https = pool.settings.public_url.startswith("https://") or pool.settings.secure_cookies
+    app.add_middleware(SecurityHeaders, https=https)  # outermost: also on 413 and 500 answers
     app.state.gate = Gate(pool)
     app.state.pool = pool
     html_handler = None
@@ -89,13 +92,20 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> Any:
-        return get_swagger_ui_html(
+        # FastAPI's page starts Swagger UI from an inline script, which our CSP forbids:
+        # the same page with the start-up code in a static file (static/swagger-init.js).
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="Datenlabor API",
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
+        html = bytes(page.body).decode()
+        start = html.rindex("<script>")
+        end = html.index("</script>", start) + len("</script>")
+        html = html[:start] + '<script src="/static/ui/swagger-init.js"></script>' + html[end:]
+        return HTMLResponse(html)
 
 
 def app_from_env() -> FastAPI:
