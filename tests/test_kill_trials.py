@@ -745,6 +745,7 @@ class ServerScenario(Scenario):
         try:
             versions = pool.dataset(self.slug).versions() if self.versions_acked else []
             audit = AuditLog(pool.store).entries(action="upload", limit=10_000)
+            started = AuditLog(pool.store).entries(action="upload-started", limit=10_000)
         finally:
             pool.store.dispose()
         audited = {e.datasets.get(self.slug) for e in audit if e.outcome == "ok"}
@@ -757,6 +758,11 @@ class ServerScenario(Scenario):
         assert self.inflight is not None and versions[-1].source_sha256 == sha256(self.inflight[0])
         if versions[-1].version not in audited:
             self.findings.counts["landed unacknowledged upload without audit entry"] += 1
+            # ... but never unmentioned: its "upload-started" entry was written before it.
+            mine = [e for e in started if (e.detail or {}).get("dataset") == self.slug]
+            assert len(mine) >= len(versions), (
+                f"{where}: {len(versions)} versions but {len(mine)} upload-started entries"
+            )
         return True
 
     def retry(self, i: int, landed: bool, where: str) -> None:

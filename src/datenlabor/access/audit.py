@@ -37,6 +37,7 @@ ACTIONS = (
     "query",
     "download",
     "upload",
+    "upload-started",
     "metadata",
     "delete",
     "restore",

@@ -62,6 +62,19 @@ def ingest(
             require_manage(p, None, _org_id(gate, meta.publisher))
     else:
         _require_create(gate, p, meta)
+    # Written ahead: a process killed after the version is recorded but before the "upload"
+    # entry below would otherwise leave a version the audit log never mentions (seen in the
+    # kill -9 trials, tests/test_kill_trials.py). Costs one audit write per upload.
+    gate.audit.log(
+        p,
+        "upload-started",
+        detail={
+            "dataset": dataset,
+            "file": source_name or path.name,
+            "bytes": path.stat().st_size,
+        },
+        client=client,
+    )
     try:
         version = gate.pool.ingest(path, dataset=dataset, meta=meta, user=p.label(), **options)
     except Exception as exc:
