@@ -71,7 +71,7 @@ def ingest(
         detail={
             "dataset": dataset,
             "file": source_name or path.name,
-            "bytes": path.stat().st_size,
+            "bytes": path.stat().st_size if path.is_file() else None,
         },
         client=client,
     )
