@@ -33,7 +33,7 @@ Run from the repository root::
 
     .venv/bin/python bench/load.py                           # 100 users, 5 minutes
     .venv/bin/python bench/load.py --users 20 --duration 30  # a quick look
-    .venv/bin/python bench/load.py --json load.json --markdown bench/_results/load.md
+    .venv/bin/python bench/load.py --json load.json --markdown load.md
 """
 
 from __future__ import annotations

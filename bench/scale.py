@@ -15,7 +15,7 @@ Usage::
     .venv/bin/python bench/scale.py --sizes 1000000,10000000 --repeat 3
     .venv/bin/python bench/scale.py --sizes 100000000 --repeat 1 --engines duckdb,spark
 
-Results go to ``bench/_results/scale.md`` (by hand, with the machine's load).
+Results go to ``bench/RESULTS.md`` (by hand, with the machine's load).
 """
 
 from __future__ import annotations
