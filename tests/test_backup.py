@@ -167,6 +167,8 @@ for i in range(int(sys.argv[3])):
     f = write_applications_csv(work / f"a{i}.csv", months=2, seed=100 + i)
     pool.ingest(f, dataset="laufend", mode="append", allow_duplicate=True)
     print(i, flush=True)
+    while i == 1 and not (work / "go").exists():
+        time.sleep(0.01)  # holds after two appends until the first backup is taken
 """
 
 
@@ -192,6 +194,9 @@ def test_backup_while_another_process_ingests(tmp_path: Path) -> None:
             r = cli("--pool", str(src), "backup", str(file), "--json")
             assert r.exit_code == 0, r.output
             backups.append(file)
+            # Without this hold a fast writer could finish before the first backup (seen on
+            # a loaded machine); the second backup then runs while the writer appends.
+            (work / "go").touch()
             in_backup = json.loads(r.stdout)["tables"]["versions"]
             while 1 + done <= in_backup and proc.stdout.readline():
                 done += 1  # wait for a version the first backup cannot have
