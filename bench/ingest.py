@@ -17,6 +17,12 @@ run by run (so machine noise spreads over all of them), and the medians are repo
 are MiB (2**20 bytes), throughput is file size / wall time of the work in MiB/s. Timing starts
 after the imports; the result checks (row count, text round trip, sums) run after the timer
 stopped and are not part of the time.
+
+What each writes (printed per contender): Datenlabor zstd Parquet in 256 MB files with
+122,880-row groups (its staging COPY); DuckDB one zstd file, default row groups (the same
+codec since run 5; ``--duckdb-compression snappy`` gives DuckDB's default as in runs 1-4);
+pandas one snappy file (pyarrow's default). ``--profile`` also times the version's quality
+report again after the ingest, over the rows only and with the Parquet footers.
 """
 
 from __future__ import annotations
@@ -452,6 +458,28 @@ def _parquet_types(files: list[Path]) -> dict[str, str]:
     return {f.name: str(f.type) for f in pq.read_schema(files[0])}
 
 
+def _parquet_layout(files: list[Path]) -> dict[str, Any]:
+    """What a contender wrote: codecs, files, row groups, writer (for a like-for-like check)."""
+    import pyarrow.parquet as pq
+
+    codecs: set[str] = set()
+    groups = 0
+    writer = ""
+    for f in files:
+        meta = pq.read_metadata(f)
+        writer = meta.created_by or ""
+        groups += meta.num_row_groups
+        for i in range(meta.num_row_groups):
+            rg = meta.row_group(i)
+            codecs |= {rg.column(j).compression for j in range(rg.num_columns)}
+    return {
+        "codecs": sorted(codecs),
+        "files": len(files),
+        "row_groups": groups,
+        "writer": writer.split(" (")[0],
+    }
+
+
 def run_datenlabor(csv: Path, work: Path, meta: dict) -> dict:
     import datenlabor
 
@@ -477,6 +505,7 @@ def run_datenlabor(csv: Path, work: Path, meta: dict) -> dict:
         "check": check,
         "types": _parquet_types(files) if files else {},
         "output_mib": sum(f.stat().st_size for f in files) / MiB,
+        "layout": _parquet_layout(files),
         "path": path,
         "detection": {
             k: d.get(k)
@@ -505,7 +534,7 @@ def run_pandas(csv: Path, work: Path, meta: dict) -> dict:
         parse_dates=["datum"],
         dayfirst=True,
     )
-    df.to_parquet(out)
+    df.to_parquet(out)  # pyarrow's default codec: snappy
     timed = clock.stop()
     rss = _maxrss_mib()
     del df
@@ -517,6 +546,7 @@ def run_pandas(csv: Path, work: Path, meta: dict) -> dict:
         "check": check,
         "types": _parquet_types([out]),
         "output_mib": out.stat().st_size / MiB,
+        "layout": _parquet_layout([out]),
         "path": "C engine, encoding cp1252",
     }
 
@@ -535,6 +565,12 @@ def _encodings_extension() -> Path:
 # "214.969" stay VARCHAR. An analyst who wants numbers names those columns, so we do too
 # (the other contenders deliver them as numbers; this keeps the comparison like for like).
 DUCKDB_TYPES = "{'ags': 'VARCHAR', 'betrag': 'DOUBLE', 'einwohner': 'BIGINT'}"
+# The same codec Datenlabor's staging COPY writes (zstd; DuckDB's default would be snappy),
+# so both write the same kind of file. Row group size (122,880 rows), threads and insertion
+# order are DuckDB's defaults in both. --duckdb-compression snappy gives the baseline of
+# runs 1-4 in bench/RESULTS.md (passed to the child through this environment variable).
+DUCKDB_COMPRESSION = "zstd"
+COMPRESSION_ENV = "DATENLABOR_BENCH_DUCKDB_COMPRESSION"
 
 
 def run_duckdb(csv: Path, work: Path, meta: dict) -> dict:
@@ -542,12 +578,13 @@ def run_duckdb(csv: Path, work: Path, meta: dict) -> dict:
 
     out = work / "duckdb.parquet"
     con = duckdb.connect()
+    compression = os.environ.get(COMPRESSION_ENV, DUCKDB_COMPRESSION)
 
     def copy(encoding: str) -> None:
         con.execute(
             f"COPY (SELECT * FROM read_csv('{csv}', delim=';', decimal_separator=',', "
             f"thousands='.', dateformat='%d.%m.%Y', encoding='{encoding}', "
-            f"types={DUCKDB_TYPES})) TO '{out}' (FORMAT parquet)"
+            f"types={DUCKDB_TYPES})) TO '{out}' (FORMAT parquet, COMPRESSION {compression})"
         )
 
     failed: dict[str, Any] = {}
@@ -576,6 +613,7 @@ def run_duckdb(csv: Path, work: Path, meta: dict) -> dict:
         "check": check,
         "types": _parquet_types([out]),
         "output_mib": out.stat().st_size / MiB,
+        "layout": _parquet_layout([out]),
         "path": path,
         **failed,
     }
@@ -591,6 +629,7 @@ class _PhaseTimer:
         self.events: list[dict[str, Any]] = []
         self.missing: list[str] = []
         self.depth = 0
+        self.active = True  # False: wrapped functions run untimed
 
     def wrap(self, owner: Any, attr: str, label: str, *, background: bool = False) -> None:
         """Time calls of ``owner.attr``; ``background`` for a function that runs in a helper
@@ -606,6 +645,8 @@ class _PhaseTimer:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if not timer.active:
+                return original(*args, **kwargs)
             side = background or threading.current_thread() is not threading.main_thread()
             event: dict[str, Any] = {"label": label, "depth": 0 if side else timer.depth}
             if side:
@@ -664,6 +705,7 @@ def run_profile(csv: Path, work: Path, meta: dict) -> dict:
     t.wrap(quality, "_primary_key", "  primary key check")
     report_cls = getattr(quality, "_Report", None)
     if report_cls is not None:
+        t.wrap(report_cls, "_run_grouped", "  first pass + value pass (text columns, footers)")
         t.wrap(report_cls, "_keys", "  AGS key check")
         t.wrap(report_cls, "_primary_key", "  primary key check")
     t.wrap(poolmod.Pool, "_record", "8 metadata store record (SQLite)")
@@ -673,13 +715,63 @@ def run_profile(csv: Path, work: Path, meta: dict) -> dict:
     c1 = os.times()
     wall = time.perf_counter() - w0
     cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    rss = _maxrss_mib()
+    t.active = False
     return {
         "wall_s": wall,
         "cpu_s": cpu,
-        "maxrss_mib": _maxrss_mib(),
+        "maxrss_mib": rss,
         "events": t.events,
         "not_timed": t.missing,
+        "quality_variants": _quality_variants(pool),
     }
+
+
+def _quality_variants(pool: Any) -> dict[str, Any]:
+    """The version's quality report again, after the timed ingest: over the rows only, and with
+    the Parquet footers of the version's files (``quality_report(files=...)``)."""
+    import inspect
+
+    from datenlabor.pool import quality
+    from datenlabor.pool.schema import infer_table_schema
+    from datenlabor.query.connection import connect
+
+    files, _ = pool.dataset("bench").files()
+    con = connect(memory_limit=pool.settings.duckdb_memory)
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    con.execute(f"CREATE TEMP VIEW version_rows AS SELECT * FROM read_parquet([{listed}])")
+    schema = infer_table_schema(con, "version_rows")
+    variants: dict[str, Any] = {}
+    kinds: dict[str, dict[str, Any]] = {"rows only": {}}
+    if "files" in inspect.signature(quality.quality_report).parameters:
+        kinds["with footers"] = {"files": files}
+    reports = {}
+    for _ in range(2):  # taking turns; the faster of two runs each
+        for label, kw in kinds.items():
+            w0, c0 = time.perf_counter(), os.times()
+            reports[label] = quality.quality_report(con, "version_rows", schema=schema, **kw)
+            c1 = os.times()
+            run = {
+                "wall_s": time.perf_counter() - w0,
+                "cpu_s": (c1.user - c0.user) + (c1.system - c0.system),
+                "exact_distinct_columns": sum(
+                    c["distinct_exact"] for c in reports[label]["columns"]
+                ),
+            }
+            if label not in variants or run["wall_s"] < variants[label]["wall_s"]:
+                variants[label] = run
+    if len(reports) == 2:
+        a, b = reports.values()
+        same = ("non_null", "null", "range", "conformance", "dates", "ags", "top_values")
+        variants["same facts"] = (
+            all(
+                all(x[k] == y[k] for k in same)
+                for x, y in zip(a["columns"], b["columns"], strict=True)
+            )
+            and a["issues"] == b["issues"]
+        )
+    con.close()
+    return variants
 
 
 def _timed(fn: Any) -> dict:
@@ -956,6 +1048,7 @@ def summarise(runs: dict[str, list[dict]], size_bytes: int) -> dict:
             "path": results[-1].get("path"),
             "types": results[-1].get("types"),
             "output_mib": results[-1].get("output_mib"),
+            "layout": results[-1].get("layout"),
             **{
                 k: results[-1][k]
                 for k in ("latin1_failed_after_s", "latin1_error")
@@ -1025,6 +1118,12 @@ def render(summary: dict, meta: dict, args: argparse.Namespace) -> str:
     )
     for name, r in summary["contenders"].items():
         lines.append(f"- {name}: {r['path']}; wall per run {r['walls_s']} s")
+        if r.get("layout"):
+            lay = r["layout"]
+            lines.append(
+                f"  writes {r['output_mib']:.0f} MiB: {'/'.join(lay['codecs'])}, "
+                f"{lay['files']} file(s), {lay['row_groups']} row groups ({lay['writer']})"
+            )
         if r.get("latin1_error"):
             lines.append(
                 f"  latin-1 attempt failed after {r['latin1_failed_after_s']} s: {r['latin1_error']}"
@@ -1074,6 +1173,17 @@ def render_profile(prof: dict, size_bytes: int) -> str:
     lines.append(
         f"| other (row count, DESCRIBE, store, cleanup) | {rest:.2f} | {rest / prof['wall_s']:.0%} | | |"
     )
+    variants = prof.get("quality_variants") or {}
+    if variants:
+        lines += ["", "Quality report of the version again, after the ingest (not in its time):"]
+        for label, v in variants.items():
+            if isinstance(v, dict):
+                lines.append(
+                    f"- {label}: wall {v['wall_s']:.2f} s, CPU {v['cpu_s']:.2f} s, "
+                    f"{v['exact_distinct_columns']} columns with exact distinct counts"
+                )
+        if "same facts" in variants:
+            lines.append(f"- same counts, ranges, checks and issues: {variants['same facts']}")
     return "\n".join(lines)
 
 
@@ -1150,6 +1260,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time the scan ingredients and variants of Datenlabor's COPY",
     )
+    p.add_argument(
+        "--duckdb-compression",
+        choices=("zstd", "snappy"),
+        default=DUCKDB_COMPRESSION,
+        help="codec of the DuckDB contender (default zstd, as Datenlabor writes; snappy is "
+        "DuckDB's default and the baseline of runs 1-4)",
+    )
     p.add_argument("--regenerate", action="store_true", help="regenerate the test file")
     p.add_argument(
         "--wait-idle",
@@ -1183,6 +1300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_from:
         return report_from(args.report_from)
 
+    os.environ[COMPRESSION_ENV] = args.duckdb_compression  # read by the DuckDB child
     data_dir = args.data_dir.resolve()
     csv, meta = ensure_data(
         data_dir,

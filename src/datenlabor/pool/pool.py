@@ -290,7 +290,11 @@ class Pool:
                 )
                 described = _merge_user_schema(inferred, user_schema)
                 quality = quality_report(
-                    con, "version_rows", schema=described, primary_key=keys or None
+                    con,
+                    "version_rows",
+                    schema=described,
+                    primary_key=keys or None,
+                    files=files,
                 )
                 version = self._record(
                     s,

@@ -1,19 +1,23 @@
 """The quality report of a dataset version, computed with vectorized DuckDB SQL.
 
 ``quality_report(con, relation, schema=...)`` runs a constant number of queries: one row
-count, one aggregate over all columns, one detail aggregate (top values, date plausibility,
-examples), one query per AGS/ARS column and one for the primary key. The report is a
-JSON-serialisable dict with stable keys:
+count, one aggregate over all columns, one value count of the text columns with few values
+(only with ``files``, see below), one detail aggregate (top values, date plausibility,
+examples; skipped when nothing needs it), one query per AGS/ARS column and one for the
+primary key. The report is a JSON-serialisable dict with stable keys:
 
 ``format``          ``"datenlabor-quality/1"``
 ``generated_on``    ISO date used as "today" for date plausibility
 ``row_count``, ``column_count``
 ``distinct_method`` ``"exact"`` (count(DISTINCT)) or ``"approximate"`` (HyperLogLog,
-                    approx_count_distinct; used above 1 million rows)
+                    approx_count_distinct; used above 1 million rows, except for columns
+                    that Parquet footers prove to hold at most 1 million distinct values:
+                    those are counted exactly and say so in ``distinct_exact``)
 ``columns``         one dict per column, in order:
     ``name``, ``type`` (Table Schema type), ``storage_type`` (DuckDB), ``semantic``,
     ``non_null``, ``null``, ``completeness`` (share 0..1, None without rows),
-    ``distinct``, ``distinct_exact`` (exact for columns with top values in any mode),
+    ``distinct``, ``distinct_exact`` (exact for columns with top values in any mode, and
+                     for columns with a small footer bound, see ``distinct_method``),
     ``conformance``  ``{"method": "storage-type"|"declared-type"|"hint"|"semantic", ...}``:
                      typed columns conform by construction (share 1.0); text columns with a
                      non-string type in the schema: ``conforming``, ``share``, ``examples``;
@@ -42,6 +46,15 @@ JSON-serialisable dict with stable keys:
 ``summary``         ``{"errors", "warnings", "infos", "score"}``: score 0..100 is the share of
                     cells without a recorded defect (missing, type error, invalid or unknown
                     key, implausible date, duplicate key row)
+
+When the caller passes ``files`` (the Parquet files the relation reads, all of them and
+nothing else, as for a version snapshot), null counts and the min/max of numbers, dates and
+timestamps come from the files' footers (row-group statistics) instead of the aggregate pass,
+and the footers' per-row-group dictionary sizes and value ranges bound the distinct count of a
+column. The report is the same either way; only less is computed. Footers are trusted only
+where they are complete and written by DuckDB (the writer of every pool file), and only for
+storage types whose statistics equal DuckDB's own min()/max() (a DOUBLE column with NaN has
+no min/max in DuckDB's footers and is aggregated).
 """
 
 from __future__ import annotations
@@ -50,6 +63,9 @@ import datetime as dt
 import decimal
 import math
 import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -60,6 +76,9 @@ from datenlabor.pool import schema as ts
 
 FORMAT = "datenlabor-quality/1"
 EXACT_DISTINCT_UP_TO = 1_000_000
+# Text columns whose footers show at most this many distinct values in every row group are
+# measured per distinct value instead of per row (length, type shapes, distinct count).
+FEW_VALUES_PER_GROUP = 2_000
 TOP_VALUES = 10
 EXAMPLES = 5
 _KEYS = "__dl_ags_keys"  # the official key list, registered by datenlabor.pool.ags
@@ -93,16 +112,115 @@ def quality_report(
     primary_key: list[str] | None = None,
     today: dt.date | None = None,
     exact_distinct: bool | None = None,
+    files: Sequence[str | Path] | None = None,
 ) -> dict:
     """The quality report of the rows in ``relation`` (see the module docstring).
 
     ``schema`` supplies field types, formats and ``datenlabor:semantic`` hints (an inferred or a
     user schema); ``primary_key`` defaults to its ``primaryKey``. ``exact_distinct`` forces
-    exact (True) or approximate (False) distinct counts.
+    exact (True) or approximate (False) distinct counts for every column. ``files``: the
+    Parquet files that ``relation`` reads in full (``SELECT *``, no filter), whose footers then
+    replace part of the aggregate work; files that do not match the relation's row count
+    are ignored.
     """
     pk = primary_key if primary_key is not None else schema.get("primaryKey") or []
     pk = [pk] if isinstance(pk, str) else list(pk)
-    return _Report(con, relation, schema, pk, today or dt.date.today(), exact_distinct).build()
+    report = _Report(con, relation, schema, pk, today or dt.date.today(), exact_distinct)
+    if files:
+        report.footer = read_footers(files, [name for name, _, _ in report.cols], report.rows)
+    return report.build()
+
+
+# Storage types whose Parquet min/max statistics (as DuckDB writes them, read by pyarrow) are
+# the values DuckDB's min()/max() return; tests/test_quality_footers.py compares them.
+_FOOTER_RANGE = {
+    "TINYINT": int,
+    "SMALLINT": int,
+    "INTEGER": int,
+    "BIGINT": int,
+    "DOUBLE": float,
+    "FLOAT": float,
+    "DATE": dt.date,
+    "TIMESTAMP": dt.datetime,
+}
+
+
+@dataclass
+class Footers:
+    """Per-column facts summed over the row groups of a set of Parquet files.
+
+    A column is in a dict only when every row group of every file supplied that fact.
+    """
+
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # (None, None): no values
+    distinct_bound: dict[str, int] = field(default_factory=dict)  # sum of dictionary sizes
+    distinct_max: dict[str, int] = field(default_factory=dict)  # largest dictionary size
+
+
+def read_footers(files: Sequence[str | Path], names: list[str], rows: int | None = None):
+    """Null counts, min/max and distinct bounds of top-level columns from Parquet footers.
+
+    Only the footers are read (no data pages). Returns None when a file was not written by
+    DuckDB or when ``rows`` is given and the files hold a different number of rows.
+    """
+    import pyarrow.parquet as pq
+
+    out = Footers(nulls=dict.fromkeys(names, 0), distinct_bound=dict.fromkeys(names, 0))
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    no_range: set[str] = set()
+    for path in files:
+        meta = pq.read_metadata(path)
+        if not (meta.created_by or "").startswith("DuckDB"):
+            return None
+        out.rows += meta.num_rows
+        leaves: dict[str, int] = {}
+        for j in range(meta.num_columns):
+            col = meta.schema.column(j)
+            top_level = col.max_repetition_level == 0 and col.max_definition_level <= 1
+            # A path seen twice (a column named "a.b" beside a struct a with a field b) or a
+            # nested leaf is not used.
+            leaves[col.path] = j if top_level and col.path not in leaves else -1
+        for name in names:
+            if leaves.get(name, -1) < 0:
+                out.nulls.pop(name, None)
+                out.distinct_bound.pop(name, None)
+                no_range.add(name)
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            for name in list(out.nulls):
+                stats = group.column(leaves[name]).statistics
+                if stats is None or not stats.has_null_count:
+                    del out.nulls[name]
+                    out.distinct_bound.pop(name, None)
+                    no_range.add(name)
+                    continue
+                out.nulls[name] += stats.null_count
+                if group.num_rows == stats.null_count:
+                    continue  # only NULLs here: nothing for ranges or distinct values
+                if name in out.distinct_bound:
+                    if stats.has_distinct_count:
+                        out.distinct_bound[name] += stats.distinct_count
+                        most = max(out.distinct_max.get(name, 0), stats.distinct_count)
+                        out.distinct_max[name] = most
+                    else:
+                        del out.distinct_bound[name]
+                if name in no_range:
+                    continue
+                if not stats.has_min_max:
+                    no_range.add(name)
+                    continue
+                if name not in low or stats.min < low[name]:
+                    low[name] = stats.min
+                if name not in high or stats.max > high[name]:
+                    high[name] = stats.max
+    if rows is not None and out.rows != rows:
+        return None
+    out.ranges = {n: (low.get(n), high.get(n)) for n in out.nulls if n not in no_range}
+    out.distinct_max = {n: out.distinct_max.get(n, 0) for n in out.distinct_bound}
+    return out
 
 
 class _Aggregate:
@@ -135,6 +253,8 @@ class _Report:
         self.exact = self.rows <= EXACT_DISTINCT_UP_TO if exact is None else exact
         self.issues: list[dict] = []
         self.defects = 0  # cells with a recorded defect, for the score
+        self.footer: Footers | None = None
+        self.known: dict[Any, Any] = {}  # detail facts the first pass already settled
 
     def issue(self, kind: str, severity: str, column, message: str, count: int, defects=0):
         self.issues.append(
@@ -149,7 +269,7 @@ class _Report:
         detail = _Aggregate()
         for spec in specs:
             self._facts(spec, r1, detail)
-        r2 = detail.run(self.con, self.source)
+        r2 = self.known | detail.run(self.con, self.source)
         for spec in specs:
             self._details(spec, r2)
         key_specs = [s for s in specs if s["semantic"] in ("ags", "ars") and s["text"]]
@@ -191,14 +311,28 @@ class _Report:
         return spec
 
     def _first_pass(self, specs: list[dict]) -> dict:
-        """One aggregate over all columns: counts, ranges, lengths, type shapes."""
+        """One aggregate over all columns: counts, ranges, lengths, type shapes.
+
+        Counts and ranges the footers supply are taken from there instead.
+        """
         agg, shapes = _Aggregate(), list[str]()
+        known: dict[Any, Any] = {}
+        grouped: list[dict] = []
         for spec in specs:
             name, c = spec["name"], spec["c"]
-            agg.add((name, "n"), f"count({c})")
-            distinct = f"count(DISTINCT {c})" if self.exact else f"approx_count_distinct({c})"
+            ranged = spec["stored"] in ("integer", "number", "date", "datetime", "time")
+            footer = self._footer_facts(spec, ranged)
+            known |= footer
+            if (name, "n") not in footer:
+                agg.add((name, "n"), f"count({c})")
+            spec["exact"] = self.exact or self._small_distinct(spec, footer)
+            if spec["text"] and "bad" not in spec and footer and self._few_values(spec):
+                spec["exact"] = True
+                grouped.append(spec)  # distinct, length and shapes per distinct value
+                continue
+            distinct = f"count(DISTINCT {c})" if spec["exact"] else f"approx_count_distinct({c})"
             agg.add((name, "distinct"), distinct)
-            if spec["stored"] in ("integer", "number", "date", "datetime", "time"):
+            if ranged and (name, "range") not in footer:
                 agg.add((name, "range"), f"[min({c}), max({c})]")
             if spec["text"]:
                 agg.add((name, "length"), f"[min(length({c})), max(length({c}))]")
@@ -213,7 +347,87 @@ class _Report:
                 _count_if(" OR ".join(f"{ts.ident(k)} IS NULL" for k in self.pk)),
             )
         source = f"(SELECT *, {', '.join(shapes)} FROM {self.source})" if shapes else self.source
-        return agg.run(self.con, source)
+        if not grouped:
+            return known | agg.run(self.con, source)
+        return known | self._run_grouped(agg, source, grouped)
+
+    def _few_values(self, spec: dict) -> bool:
+        f = self.footer
+        most = f.distinct_max.get(spec["name"]) if f is not None else None
+        return most is not None and most <= FEW_VALUES_PER_GROUP
+
+    def _run_grouped(self, agg: _Aggregate, source: str, grouped: list[dict]) -> dict:
+        """The first pass, and the facts of the grouped columns from their distinct values.
+
+        The grouped columns are counted by value in one pass (``GROUPING SETS``, one set per
+        column); lengths, type shapes (weighted by the counts) and exact distinct counts are
+        then computed once per distinct value instead of once per row: the same numbers at a
+        fraction of the work (DuckDB's ``histogram`` aggregate is several times slower).
+        """
+        out = agg.run(self.con, source)
+        cols = [spec["c"] for spec in grouped]
+        sets = ", ".join(f"({c})" for c in cols)
+        shapes, aggs, keys = [], [], []
+        for j, spec in enumerate(grouped):
+            c, name = spec["c"], spec["name"]
+            aggs += [f"count({c})", f"[min(length({c})), max(length({c}))]"]
+            keys += [(name, "distinct"), (name, "length")]
+            if not spec["semantic"]:
+                shapes.append(f"{_shape_sql(spec)} AS __dl_h{j}")
+                counts = ", ".join(
+                    f"coalesce(sum(__dl_n) FILTER (WHERE __dl_h{j} = {k}), 0)" for k in range(10)
+                )
+                aggs.append(f"[{counts}]")
+                keys.append((name, "shapes"))
+        values = (
+            f"SELECT {', '.join(cols)}, count(*) AS __dl_n FROM {self.source} "
+            f"GROUP BY GROUPING SETS ({sets})"
+        )
+        if shapes:
+            values = f"SELECT *, {', '.join(shapes)} FROM ({values})"
+        row = self.con.sql(f"SELECT {', '.join(aggs)} FROM ({values})").fetchone()
+        assert row is not None
+        for key, value in zip(keys, row, strict=True):
+            if key[1] == "shapes":
+                value = {k: int(n) for k, n in enumerate(value) if n}
+            out[key] = value
+        return out
+
+    def _footer_facts(self, spec: dict, ranged: bool) -> dict:
+        """The non-null count and (for a ranged column) the [min, max] from the footers."""
+        name, f = spec["name"], self.footer
+        if f is None or name not in f.nulls:
+            return {}
+        facts: dict[Any, Any] = {(name, "n"): f.rows - f.nulls[name]}
+        kind = _FOOTER_RANGE.get(spec["storage"][0])
+        if ranged and kind is not None and name in f.ranges:
+            low, high = f.ranges[name]
+            # A value of another Python type means the file does not store what DuckDB
+            # reads (a logical type pyarrow maps differently): aggregate instead.
+            typed = all(v is None or type(v) is kind for v in (low, high))
+            if typed and (low is None) == (high is None):
+                facts[(name, "range")] = [low, high]
+        return facts
+
+    def _small_distinct(self, spec: dict, footer: dict) -> bool:
+        """Whether the footers prove at most EXACT_DISTINCT_UP_TO distinct values.
+
+        Bounds: the non-null count, the sum of per-row-group dictionary sizes, and for
+        integers and dates the width of the value range. Such columns are counted exactly:
+        count(DISTINCT) over few distinct values is also cheaper than HyperLogLog.
+        """
+        name, f = spec["name"], self.footer
+        if f is None or (name, "n") not in footer:
+            return False
+        bounds = [footer[(name, "n")]]
+        if name in f.distinct_bound:
+            bounds.append(f.distinct_bound[name])
+        low, high = footer.get((name, "range"), (None, None))
+        if isinstance(low, int) and isinstance(high, int):
+            bounds.append(high - low + 1)
+        elif type(low) is dt.date and type(high) is dt.date:
+            bounds.append((high - low).days + 1)
+        return min(bounds) <= EXACT_DISTINCT_UP_TO
 
     def _facts(self, spec: dict, r1: dict, detail: _Aggregate) -> None:
         """Column facts from the first pass; queue what the detail pass must look at."""
@@ -228,7 +442,7 @@ class _Report:
             "null": rows - n,
             "completeness": round(n / rows, 6) if rows else None,
             "distinct": r1[(name, "distinct")],
-            "distinct_exact": self.exact,
+            "distinct_exact": spec["exact"],
             "conformance": {"method": "storage-type", "share": 1.0},
             "range": None,
             "top_values": None,
@@ -278,7 +492,15 @@ class _Report:
         if date_sql:
             spec["date_sql"] = date_sql
             shown = c if spec["text"] else date_sql
+            low, high = r1.get((name, "range"), (None, None)) if not spec["text"] else (None, None)
+            clear = {  # the range shows no value before 1900 / after the limit: nothing to count
+                "old": _not_before(low, r1[(name, "n")], dt.date(1900, 1, 1)),
+                "new": _not_after(high, r1[(name, "n")], self.limit),
+            }
             for key, cond in (("old", "< DATE '1900-01-01'"), ("new", f"> DATE '{self.limit}'")):
+                if clear[key]:
+                    self.known |= {(name, key): 0, (name, key + "_ex"): []}
+                    continue
                 detail.add((name, key), _count_if(f"{date_sql} {cond}"))
                 detail.add(
                     (name, key + "_ex"), _examples(shown, f"{date_sql} {cond}", 3, key == "new")
@@ -492,6 +714,29 @@ def _date_sql(spec: dict) -> str | None:
         _, value = ts.value_sql(spec["name"], spec["storage"], conf["suggestion"], [])
         return value
     return None
+
+
+def _not_before(low: Any, n: int, bound: dt.date) -> bool:
+    """True if a typed date/timestamp column's minimum shows no value before ``bound``."""
+    if not n:
+        return True
+    if type(low) is dt.date:
+        return low >= bound
+    if type(low) is dt.datetime and low.tzinfo is None:
+        return low >= dt.datetime.combine(bound, dt.time())
+    return False
+
+
+def _not_after(high: Any, n: int, bound: dt.date) -> bool:
+    """True if a typed date/timestamp column's maximum shows no value after ``bound``
+    (in SQL a timestamp after midnight of ``bound`` is after it)."""
+    if not n:
+        return True
+    if type(high) is dt.date:
+        return high <= bound
+    if type(high) is dt.datetime and high.tzinfo is None:
+        return high <= dt.datetime.combine(bound, dt.time())
+    return False
 
 
 def _plus_one_year(day: dt.date) -> dt.date:
