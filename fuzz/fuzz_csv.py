@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import harness
+from tabular import TabularTarget
 
 TARGET = "csv"
 INSTRUMENT = ("datenlabor",)
 MAX_LEN = 64 * 1024
-_reader = None
+_target = TabularTarget(suffix=".csv", fmt="csv")
+prepare, one_input = _target.prepare, _target.one_input
 
 
 def seeds() -> harness.Iterator[harness.Seed]:
@@ -21,18 +23,6 @@ def seeds() -> harness.Iterator[harness.Seed]:
     yield "quoted.csv", b'a,b\n"x ""y""",2\n"multi\nline",3\n'
     yield "utf16.csv", "Name\tWert\nÄ\t1\n".encode("utf-16")
     yield from harness.regressions(TARGET)
-
-
-def prepare() -> None:
-    global _reader
-    from tabular import TabularReader
-
-    _reader = TabularReader(harness.scratch())
-
-
-def one_input(data: bytes) -> None:
-    assert _reader is not None
-    _reader.read(data, suffix=".csv", fmt="csv")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import harness
+from tabular import TabularTarget
 
 TARGET = "json"
 INSTRUMENT = ("datenlabor",)
 MAX_LEN = 32 * 1024
-_reader = None
+_target = TabularTarget(suffix=".json", fmt="json")
+prepare, one_input = _target.prepare, _target.one_input
 
 
 def seeds() -> harness.Iterator[harness.Seed]:
@@ -21,18 +23,6 @@ def seeds() -> harness.Iterator[harness.Seed]:
     yield "array.json", b'[{"ags": "08222", "n": 12, "x": 1.5, "d": "2024-01-31"}, {"ags": null}]'
     yield "lines.ndjson", b'{"a": 1, "b": {"c": [1, 2]}}\n{"a": 2, "b": null}\n'
     yield from harness.regressions(TARGET)
-
-
-def prepare() -> None:
-    global _reader
-    from tabular import TabularReader
-
-    _reader = TabularReader(harness.scratch())
-
-
-def one_input(data: bytes) -> None:
-    assert _reader is not None
-    _reader.read(data, suffix=".json", fmt="json")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 
 import harness
+from tabular import TabularTarget
 
 TARGET = "parquet"
 INSTRUMENT = ("datenlabor",)
 MAX_LEN = 16 * 1024
-_reader = None
+_target = TabularTarget(suffix=".parquet", fmt="parquet")
+prepare, one_input = _target.prepare, _target.one_input
 
 
 def seeds() -> harness.Iterator[harness.Seed]:
@@ -32,18 +34,6 @@ def seeds() -> harness.Iterator[harness.Seed]:
     pq.write_table(pa.table({"list": [[1, 2], None, []], "s": [{"a": 1}, None, {"a": 2}]}), buf)
     yield "nested.parquet", buf.getvalue()
     yield from harness.regressions(TARGET)
-
-
-def prepare() -> None:
-    global _reader
-    from tabular import TabularReader
-
-    _reader = TabularReader(harness.scratch())
-
-
-def one_input(data: bytes) -> None:
-    assert _reader is not None
-    _reader.read(data, suffix=".parquet", fmt="parquet")
 
 
 if __name__ == "__main__":

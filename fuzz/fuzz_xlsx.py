@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 
 import harness
+from tabular import TabularTarget
 
 TARGET = "xlsx"
 INSTRUMENT = ("datenlabor",)
 MAX_LEN = 64 * 1024
-_reader = None
+_target = TabularTarget(suffix=".xlsx", fmt="xlsx")
+prepare, one_input = _target.prepare, _target.one_input
 
 
 def seeds() -> harness.Iterator[harness.Seed]:
@@ -30,18 +32,6 @@ def seeds() -> harness.Iterator[harness.Seed]:
     wb.save(buf)
     yield "openpyxl.xlsx", buf.getvalue()
     yield from harness.regressions(TARGET)
-
-
-def prepare() -> None:
-    global _reader
-    from tabular import TabularReader
-
-    _reader = TabularReader(harness.scratch())
-
-
-def one_input(data: bytes) -> None:
-    assert _reader is not None
-    _reader.read(data, suffix=".xlsx", fmt="xlsx")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 import datenlabor
@@ -309,4 +310,84 @@ def test_restore_into_a_sqlite_file_outside_the_pool(tmp_path: Path) -> None:
     r = cli("--pool", str(tmp_path / "dst2"), "restore-backup", str(file), env=env)
     assert r.exit_code == 4 and "meta.sqlite" in r.output
     r = cli("--pool", str(tmp_path / "dst2"), "restore-backup", "--force", str(file), env=env)
+    assert r.exit_code == 0, r.output
+
+
+KILLED_AT_THE_SWITCH = """
+import os, signal, sys
+from pathlib import Path
+from datenlabor.backup import restore
+from datenlabor.config import load_settings
+
+def killed(new, target):
+    os.kill(os.getpid(), signal.SIGKILL)  # the store is committed, the folder not yet moved
+
+restore._swap = killed
+settings = load_settings(pool=sys.argv[2], database_url=sys.argv[3])
+restore.restore_backup(Path(sys.argv[1]), settings, force=sys.argv[4] == "force")
+"""
+
+
+def _killed_restore(file: Path, dst: Path, url: str, *, force: bool = False) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_SWITCH, str(file), str(dst), url,
+         "force" if force else "-"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("DATENLABOR_")},
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("store", ["postgresql", "sqlite-file"])
+def test_restore_killed_between_store_commit_and_folder_switch_finishes_on_rerun(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    if store == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    else:
+        (tmp_path / "db").mkdir()
+        url = f"sqlite:///{tmp_path / 'db' / 'meta.sqlite'}"
+    src = tmp_path / "pool"
+    pool = datenlabor.open(src, user="t")
+    pool.ingest(write_applications_csv(tmp_path / "a.csv", months=2), dataset="antraege")
+    rows = pool.dataset("antraege").read(version=1)
+    pool.store.dispose()
+    file = tmp_path / "b.dlbackup"
+    assert cli("--pool", str(src), "backup", str(file)).exit_code == 0
+    env = {"DATENLABOR_DATABASE_URL": url}
+    dst = tmp_path / "dst"
+    marker = tmp_path / ".dst.restore-pending.json"
+
+    _killed_restore(file, dst, url)
+    # half done: the store holds the backup, the pool folder is not in place
+    assert marker.is_file() and not (dst / "tables").exists()
+    assert json.loads(marker.read_text())["pool"] == str(dst)
+    assert url not in marker.read_text()  # only a hash of the URL (it may hold a password)
+    r = cli("--pool", str(dst), "restore-backup", str(file), env=env)  # the same, no --force
+    assert r.exit_code == 0, r.output
+    assert not marker.exists() and not list(tmp_path.glob(".dst.restore-*"))
+    restored = datenlabor.open(dst, database_url=url)
+    try:
+        assert restored.dataset("antraege").read(version=1).equals(rows)
+        assert Gate(restored).audit.verify().ok
+        # a store that was used after the interruption is not taken for a half-done restore
+        restored.ingest(tmp_path / "a.csv", dataset="neu")
+    finally:
+        restored.store.dispose()
+    _killed_restore(file, tmp_path / "dst2", url, force=True)
+    assert (tmp_path / ".dst2.restore-pending.json").is_file()
+    used = datenlabor.open(tmp_path / "dst2", database_url=url)
+    Gate(used).accounts.add_org("neu", "Eine neue Behörde")  # written after the kill
+    used.store.dispose()
+    r = cli("--pool", str(tmp_path / "dst2"), "restore-backup", str(file), env=env)
+    assert r.exit_code == 4 and "not empty" in r.output and "--force" in r.output
+    # another backup file is no rerun of the interrupted restore either
+    other = tmp_path / "other.dlbackup"
+    assert cli("--pool", str(src), "backup", str(other)).exit_code == 0
+    _killed_restore(file, tmp_path / "dst3", url, force=True)
+    r = cli("--pool", str(tmp_path / "dst3"), "restore-backup", str(other), env=env)
+    assert r.exit_code == 4 and "not empty" in r.output
+    r = cli("--pool", str(tmp_path / "dst3"), "restore-backup", str(file), env=env)
     assert r.exit_code == 0, r.output

@@ -54,3 +54,55 @@ def test_fuzz_target(target: str, tmp_path: Path) -> None:
     assert summary["findings"] == []
     assert summary["executions"] and summary["executions"] >= summary["seeds"]
     assert summary["coverage"] and summary["coverage"] > 0
+
+
+IMPORT_CHECK = """
+import importlib, sys
+sys.path.insert(0, sys.argv[1])
+for target in sys.argv[2:]:
+    module = importlib.import_module(f"fuzz_{target}")
+    early = sorted(m for m in sys.modules if m.split(".")[0] == "datenlabor")
+    assert not early, f"fuzz_{target} imports {early[:3]} before instrumentation"
+    assert callable(module.prepare) and callable(module.one_input), target
+print("ok")
+"""
+
+
+def test_targets_import_datenlabor_only_when_instrumented() -> None:
+    # harness.main instruments only what prepare() imports: a target (or the shared tabular
+    # helper) importing datenlabor at module level would fuzz blind, without coverage.
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHECK, str(REPO / "fuzz"), *TARGETS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("target", "suffix", "fmt", "seed"),
+    [
+        ("csv", ".csv", "csv", "semicolon-de.csv"),
+        ("genesis", ".csv", "genesis", "71231-0002_classic_cp1252.csv"),
+        ("json", ".json", "json", "array.json"),
+        ("parquet", ".parquet", "parquet", "small-zstd.parquet"),
+        ("xlsx", ".xlsx", "xlsx", "openpyxl.xlsx"),
+    ],
+)
+def test_tabular_targets_read_their_format(target: str, suffix: str, fmt: str, seed: str) -> None:
+    # The shared helper (fuzz/tabular.py) feeds each target's input to its own reader.
+    sys.path.insert(0, str(REPO / "fuzz"))
+    try:
+        import harness
+
+        module = harness.load(target)
+    finally:
+        sys.path.remove(str(REPO / "fuzz"))
+    assert (module._target.suffix, module._target.fmt) == (suffix, fmt)
+    data = dict(module.seeds())[seed]
+    module.prepare()
+    assert module._target.reader.read(data, suffix=suffix, fmt=fmt) > 0  # rows staged
+    module.one_input(data)  # the target's own entry reads it the same way, without error
+    assert module._target.reader.count == 2

@@ -1,23 +1,24 @@
 """The review queue in a real browser: accept, edit and reject suggestions, the answer draft
 with clickable sources, axe-core (WCAG 2.1 A/AA) on every page, nothing fetched elsewhere.
 
-Uses the chromium, axe-core and per-page checks of ``test_ui_browser``.
+Uses the chromium, axe-core and per-page checks of ``browser_support``.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
+import browser_support
 import pytest
-from test_ui_browser import PASSWORD, _free_port, browser, visit  # noqa: F401 (fixtures)
+from browser_support import PASSWORD, live_server
 
 from conftest import FIXTURES
 
 pytest.importorskip("playwright.sync_api")
+# the shared fixtures (tests/browser/browser_support.py)
+browser, visit = browser_support.browser, browser_support.visit
 
 REQUESTS = {
     "B-wohngeld": "Sehr geehrte Damen und Herren, ich möchte Wohngeld beantragen. Meine Miete "
@@ -30,8 +31,6 @@ REQUESTS = {
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     import datenlabor
     from datenlabor.access.principal import Principal
     from datenlabor.assist import inbox, kb
@@ -52,24 +51,12 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     inbox.add(
         gate, admin, [inbox.Request(text=t, request_id=i) for i, t in REQUESTS.items()], org="amt"
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
     pool.store.dispose()
 
 
-def test_review_queue_accept_edit_reject(visit: Any) -> None:  # noqa: F811
+def test_review_queue_accept_edit_reject(visit: Any) -> None:
     v = visit()
     v.login("analyst")
     page = v.go("/assist")
@@ -131,7 +118,7 @@ def test_review_queue_accept_edit_reject(visit: Any) -> None:  # noqa: F811
     assert page.locator("table.assist-queue tbody tr").count() == 3
 
 
-def test_viewer_has_no_review_queue(visit: Any) -> None:  # noqa: F811
+def test_viewer_has_no_review_queue(visit: Any) -> None:
     v = visit()
     v.login("viewer")
     assert v.page.get_by_role("link", name="Vorgänge").count() == 0

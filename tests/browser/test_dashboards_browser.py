@@ -1,29 +1,26 @@
 """The demo dashboards in a real browser: load, filter, drill down, export; axe-core on
-every page. Same set-up as ``test_ui_browser.py`` (Debian chromium through Playwright, a
-uvicorn server on a temporary pool, no request may leave the server)."""
+every page. Same set-up as ``test_ui_browser.py`` (``browser_support``: Debian chromium
+through Playwright, a uvicorn server on a temporary pool, no request may leave the server)."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import browser_support
 import pytest
-from test_ui_browser import AXE, CHROMIUM_ARGS, PASSWORD, Visit, _free_port, _missing
+from browser_support import PASSWORD, Visit, live_server
 
 from conftest import shared_file
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
+browser = browser_support.browser  # the shared fixture (tests/browser/browser_support.py)
 
 
 @pytest.fixture(scope="module")
-def dash_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import datenlabor
     from datenlabor.dashboards import demo
     from datenlabor.web.app import create_app
@@ -39,39 +36,14 @@ def dash_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     accounts.add_user("bmas-analyse", org="bmas-demo", role="analyst", password=PASSWORD)
     accounts.add_user("kommune-analyse", org="kommune", role="analyst", password=PASSWORD)
     demo.load_demo_dashboards(pool, shared, log=lambda _m: None)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
     pool.store.dispose()
 
 
-@pytest.fixture(scope="module")
-def dash_browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        _missing("chromium")
-    if not AXE.exists():
-        _missing(f"axe-core ({AXE}; run `npm ci` in the repository)")
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def v(dash_browser: Any, dash_url: str) -> Iterator[Visit]:
-    visit = Visit(dash_browser, dash_url)
+def v(browser: Any, base_url: str) -> Iterator[Visit]:
+    visit = Visit(browser, base_url)
     yield visit
     visit.close()
 
@@ -169,11 +141,11 @@ def _kreis_counts(page: Any) -> dict[str, str]:
 
 
 def test_shared_viewer_sees_dots_where_the_owner_sees_small_counts(
-    dash_browser: Any, dash_url: str
+    browser: Any, base_url: str
 ) -> None:
     # Few cases per Kreis: one channel and one application type.
     url = "/dashboards/leistungsantraege?f=1&channel=vor+Ort&case-type=%C3%84nderung"
-    owner = Visit(dash_browser, dash_url)
+    owner = Visit(browser, base_url)
     try:
         owner.login("bmas-analyse")
         page = owner.go(url)
@@ -185,7 +157,7 @@ def test_shared_viewer_sees_dots_where_the_owner_sees_small_counts(
     finally:
         owner.close()
     for who in ("kommune-analyse", None):  # another organisation, and anonymous readers
-        shared = Visit(dash_browser, dash_url)
+        shared = Visit(browser, base_url)
         try:
             if who:
                 shared.login(who)

@@ -5,22 +5,21 @@ assessment form, the fairness report with its Plotly charts, and the marketplace
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
+import browser_support
 import numpy as np
 import pytest
-from test_ui_browser import PASSWORD, Visit, _free_port, browser  # noqa: F401  (fixture)
+from browser_support import PASSWORD, live_server
 
 pytest.importorskip("playwright.sync_api")
+# the shared fixtures (tests/browser/browser_support.py)
+browser, visit = browser_support.browser, browser_support.visit
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     import datenlabor
     from datenlabor.access.principal import Principal
     from datenlabor.governance import audits, marketplace, register
@@ -57,35 +56,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                        "Viele gleiche Fragen.", "authority": "Stadt Musterstadt",
                        "status": "idea", "level": "municipal", "technique": "llm"},
                        organisation="stadt")  # fmt: skip
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
     pool.store.dispose()
-
-
-@pytest.fixture
-def visit(browser: Any, base_url: str) -> Iterator[Any]:  # noqa: F811
-    opened: list[Visit] = []
-
-    def make() -> Visit:
-        v = Visit(browser, base_url)
-        opened.append(v)
-        return v
-
-    yield make
-    for v in opened:
-        v.close()
 
 
 def test_register_history_and_report_as_anonymous(visit: Any) -> None:

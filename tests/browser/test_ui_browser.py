@@ -7,59 +7,31 @@ and every request the browser makes must stay on the test server.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+import browser_support
 import pytest
+from browser_support import PASSWORD, live_server
 
-from conftest import REPO, shared_file
+from conftest import shared_file
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
+# the shared fixtures (tests/browser/browser_support.py)
+browser, visit = browser_support.browser, browser_support.visit
 
-SCREENSHOTS = Path(__file__).parent / "screenshots"
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-PASSWORD = "Browser-Test-Passwort-1"
 USERS = {  # name: (organisation, role)
     "admin": ("statamt", "admin"),
     "steward": ("statamt", "steward"),
     "analyst": ("stadt", "analyst"),
 }
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} missing in CI")
-    pytest.skip(f"{what} not available")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- server over a seeded pool --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     import datenlabor
     from datenlabor.pool.catalog import DatasetMeta
     from datenlabor.web.app import create_app
@@ -91,111 +63,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             publisher="statamt", visibility="restricted", title="Lebendgeborene", themes=["SOCI"]
         ),
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
     pool.store.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        _missing("chromium")
-    if not AXE.exists():
-        _missing(f"axe-core ({AXE}; run `npm ci` in the repository)")
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Visit:
-    """One browser context (one user) with checks on every page it opens."""
-
-    def __init__(self, browser: Any, base_url: str) -> None:
-        self.base = base_url
-        self.context = browser.new_context(base_url=base_url, locale="de-DE", accept_downloads=True)
-        self.context.set_default_timeout(15_000)
-        # axe-core is served as if from the server: the pages' CSP allows only 'self' scripts,
-        # and inline injection (add_script_tag(path=...)) would be blocked by it.
-        self.context.route("**/__axe__/axe.min.js", lambda route: route.fulfill(path=AXE))
-        self.page = self.context.new_page()
-        self.requests: list[str] = []
-        self.console_errors: list[str] = []
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on(
-            "console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None
-        )
-        self.checked = 0
-
-    def go(self, path: str) -> Any:
-        self.page.goto(path)
-        self.axe()
-        return self.page
-
-    def axe(self, name: str | None = None) -> None:
-        """No WCAG 2.1 A/AA violations on the current page (also after changes by script)."""
-        page = self.page
-        page.wait_for_load_state("load")
-        page.add_script_tag(url="/__axe__/axe.min.js")
-        result = page.evaluate(
-            "async () => await axe.run(document, {runOnly: "
-            "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'], resultTypes: ['violations']})"
-        )
-        problems = []
-        for v in result["violations"]:
-            nodes = "\n".join(
-                f"      {n['target']}: {n.get('failureSummary', '')!s}".replace("\n", " ")
-                for n in v["nodes"][:5]
-            )
-            problems.append(f"  [{v['impact']}] {v['id']}: {v['help']}\n{nodes}")
-        assert not problems, f"axe on {page.url}:\n" + "\n".join(problems)
-        self.checked += 1
-        if name:
-            SCREENSHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-    def login(self, user: str) -> None:
-        page = self.go("/login")
-        page.get_by_label("Benutzername").fill(user)
-        page.get_by_label("Passwort").fill(PASSWORD)
-        page.get_by_role("button", name="Anmelden").click()
-        page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
-        assert page.get_by_text(f"Angemeldet als {user}").count() == 1
-
-    def close(self) -> None:
-        foreign = [u for u in self.requests if urlparse(u).hostname not in ("127.0.0.1", None)]
-        foreign = [u for u in foreign if not u.startswith(("data:", "blob:", "about:"))]
-        self.context.close()
-        assert not foreign, f"requests left the server: {foreign}"
-        csp = [m for m in self.console_errors if "Content Security Policy" in m]
-        assert not csp, f"blocked by the content security policy: {csp}"
-
-
-@pytest.fixture
-def visit(browser: Any, base_url: str) -> Iterator[Any]:
-    opened: list[Visit] = []
-
-    def make() -> Visit:
-        v = Visit(browser, base_url)
-        opened.append(v)
-        return v
-
-    yield make
-    for v in opened:
-        v.close()
 
 
 # -- flows ----------------------------------------------------------------------------------

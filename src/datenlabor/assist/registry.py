@@ -30,10 +30,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from datenlabor.errors import BadInput, Conflict, NotFound
+from datenlabor.pool.cleanup import MODELS_DIR, model_lock_name
+from datenlabor.pool.locks import dataset_lock
 from datenlabor.pool.pool import Pool
 from datenlabor.store.models import AssistModel
 
-MODELS_DIR = Path("assist") / "models"
 _cache: dict[tuple[str, int, str], Any] = {}
 _cache_lock = threading.Lock()
 
@@ -117,51 +118,62 @@ def register(
     With ``activate``, the impact assessment's measures must be met (see :func:`activate`)."""
     if activate:
         _require_activation_allowed(pool, name)
-    artifact: str | None = None
-    stored = dict(params)
-    if obj is not None:
-        rel = MODELS_DIR / f"{name}-{uuid.uuid4().hex[:12]}.npz"
-        path = pool.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
+    # The lock is held from the first byte of the file until its record is committed:
+    # `datenlabor cleanup` removes model files without a record only under this lock.
+    with dataset_lock(
+        pool.root / "locks", model_lock_name(name), timeout_s=pool.settings.lock_timeout_s
+    ):
+        artifact: str | None = None
+        stored = dict(params)
+        if obj is not None:
+            rel = MODELS_DIR / f"{name}-{uuid.uuid4().hex[:12]}.npz"
+            path = pool.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            try:
+                obj.save(partial)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+            artifact = rel.as_posix()
+            stored["sha256"] = _sha256(path)
         try:
-            obj.save(partial)
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
-        artifact = rel.as_posix()
-        stored["sha256"] = _sha256(path)
-    try:
-        with pool.store.session() as s, s.begin():
-            last = s.scalar(select(func.max(AssistModel.version)).where(AssistModel.name == name))
-            m = AssistModel(
-                name=name,
-                version=(last or 0) + 1,
-                kind=kind,
-                dataset=dataset,
-                dataset_version=dataset_version,
-                params=stored,
-                metrics=metrics,
-                artifact=artifact,
-                active=False,
-                created_by=user,
-            )
-            s.add(m)
-            s.flush()
-            if activate:
-                s.execute(update(AssistModel).where(AssistModel.name == name).values(active=False))
-                m.active = True
-            s.flush()
-            info = ModelInfo.of(m)
-    except IntegrityError as exc:
-        if artifact:
-            (pool.root / artifact).unlink(missing_ok=True)
-        raise Conflict(f"another {name!r} model was registered at the same time; retry") from exc
-    except BaseException:
-        if artifact:
-            (pool.root / artifact).unlink(missing_ok=True)
-        raise
-    return info
+            with pool.store.session() as s, s.begin():
+                last = s.scalar(
+                    select(func.max(AssistModel.version)).where(AssistModel.name == name)
+                )
+                m = AssistModel(
+                    name=name,
+                    version=(last or 0) + 1,
+                    kind=kind,
+                    dataset=dataset,
+                    dataset_version=dataset_version,
+                    params=stored,
+                    metrics=metrics,
+                    artifact=artifact,
+                    active=False,
+                    created_by=user,
+                )
+                s.add(m)
+                s.flush()
+                if activate:
+                    s.execute(
+                        update(AssistModel).where(AssistModel.name == name).values(active=False)
+                    )
+                    m.active = True
+                s.flush()
+                info = ModelInfo.of(m)
+        except IntegrityError as exc:
+            if artifact:
+                (pool.root / artifact).unlink(missing_ok=True)
+            raise Conflict(
+                f"another {name!r} model was registered at the same time; retry"
+            ) from exc
+        except BaseException:
+            if artifact:
+                (pool.root / artifact).unlink(missing_ok=True)
+            raise
+        return info
 
 
 def models(pool: Pool, name: str | None = None) -> list[ModelInfo]:

@@ -13,7 +13,10 @@ Order of work, so that a failure or a kill leaves the previous state as it was:
    transaction commits just before the folder is moved into place.
 
 The target must be empty (no files besides empty folders, a store without rows) unless
-``force`` is given; stop every process serving the target first.
+``force`` is given; stop every process serving the target first. A store outside the new
+folder (PostgreSQL, a separate SQLite file) is committed before the folder switch: a marker
+written just before that commit (:mod:`datenlabor.backup.pending`) lets a rerun of the same
+restore, killed in between, finish without ``force``.
 """
 
 from __future__ import annotations
@@ -36,13 +39,13 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from datenlabor.backup import archive
+from datenlabor.backup import archive, pending
 from datenlabor.backup.create import audit_state
 from datenlabor.backup.store_dump import drop_all, load, row_counts
 from datenlabor.config import Settings
 from datenlabor.errors import BadInput, Conflict, DatenlaborError
 from datenlabor.pool import delta
-from datenlabor.store.db import _PG_MIGRATION_LOCK, _engine, alembic_config, head_revision
+from datenlabor.store.db import _PG_MIGRATION_LOCK, alembic_config, head_revision, make_engine
 from datenlabor.store.models import Dataset, Version
 
 POOL_FOLDERS = ("tables", "staging", "locks", "tmp")
@@ -129,10 +132,28 @@ def _pool_content(target: Path, db: Path | None) -> list[str]:
     return found
 
 
+def _store_state(url: str) -> dict[str, Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pending.store_state(conn)
+    finally:
+        engine.dispose()
+
+
+def _half_done(target: Path, backup: Path, url: str) -> dict[str, Any] | None:
+    """The marker of an earlier run of this same restore that was stopped after committing
+    the store, if the store is still exactly as that run committed it."""
+    data = pending.read(target)
+    if data is None or not pending.matches(data, target=target, backup=backup, url=url):
+        return None
+    return data if _store_state(url) == data.get("store") else None
+
+
 def _store_rows(url: str, db: Path | None) -> int:
     if db is not None and not db.exists():
         return 0
-    engine = _engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             return sum(row_counts(conn).values())
@@ -174,14 +195,21 @@ def restore_backup(
     url = settings.metadata_url
     db = _sqlite_path(url)
     db_in_pool = db is not None and db.is_relative_to(target)
+    # the store is committed apart from the folder switch (PostgreSQL, a separate SQLite file)
+    separate_store = not db_in_pool
+    resumed: dict[str, Any] | None = None
     if not check_only:  # refuse a non-empty target before reading a large file
         content = _pool_content(target, db if db_in_pool else None)
         rows = _store_rows(url, db)
-        if (content or rows) and not force:
+        if rows and not force and separate_store:
+            resumed = _half_done(target, backup, url)  # its rows are this restore's own
+        pool_blocked = content and not force and not (resumed and resumed.get("replace_pool"))
+        store_blocked = rows and not force and resumed is None
+        if pool_blocked or store_blocked:
             what = []
-            if content:
+            if pool_blocked:
                 what.append(f"the pool folder {target} holds files ({', '.join(content)} …)")
-            if rows:
+            if store_blocked:
                 what.append(f"the metadata store {_safe_url(url)} holds {rows} rows")
             raise Conflict(
                 f"the target is not empty: {'; '.join(what)}. Restore into an empty folder and "
@@ -190,6 +218,11 @@ def restore_backup(
 
     verified = archive.verify(backup, report("verify"))
     manifest = verified.manifest
+    if resumed is not None and resumed.get("manifest_sha256") != pending.manifest_digest(manifest):
+        raise Conflict(
+            f"{backup} is not the backup the interrupted restore into {target} was making "
+            f"({pending.marker_path(target)}); pass --force to replace the store anyway"
+        )
     rev = manifest["alembic_revision"]
     _check_revision(rev, str(backup))
     tables = {name: t["rows"] for name, t in manifest["store"]["tables"].items()}
@@ -214,9 +247,12 @@ def restore_backup(
         )
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    identity = pending.backup_identity(backup)
+    replace_pool = force or bool(resumed and resumed.get("replace_pool"))
     new = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.restore-"))
     dumps = new / "tmp" / "restore-store"
     new_db: Path | None = None
+    committed = False
     if db is not None:
         new_db = new / db.relative_to(target) if db_in_pool else db.with_name(f".{db.name}.restore")
         new_db.unlink(missing_ok=True)
@@ -240,10 +276,21 @@ def restore_backup(
         store_url = f"sqlite:///{new_db}" if new_db is not None else url
         order = [(name, dumps / f"{name}.jsonl.gz") for name in manifest["store"]["order"]]
         files = {name: t["file"] for name, t in manifest["store"]["tables"].items()}
-        engine = _engine(store_url)
+        engine = make_engine(store_url)
         try:
             with engine.begin() as conn:
                 result = _build_store(conn, store_url, rev, order, files, tables, manifest, new)
+                if separate_store:  # just before the commit the folder switch will follow
+                    pending.write(
+                        target,
+                        backup=identity,
+                        manifest=manifest,
+                        url=url,
+                        new=new,
+                        replace_pool=replace_pool,
+                        state=pending.store_state(conn, audit=result[2]),
+                    )
+            committed = db is None  # PostgreSQL: committed now; SQLite: when the file moves
         except OperationalError as exc:
             raise DatenlaborError(
                 f"metadata store not reachable ({_safe_url(url)}): {exc.orig}"
@@ -264,12 +311,19 @@ def restore_backup(
             for suffix in ("-wal", "-shm", "-journal"):
                 db.with_name(db.name + suffix).unlink(missing_ok=True)
             os.replace(new_db, db)
+            committed = True
         _swap(new, target)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         if new_db is not None and not db_in_pool:
             new_db.unlink(missing_ok=True)
+        if not committed and resumed is None:  # the store is as it was: nothing to finish
+            pending.remove(target)
         raise
+    if separate_store:
+        pending.remove(target)
+    if resumed is not None:
+        pending.remove_leftover_folder(resumed, target)
     upgraded, versions_checked, audit = result
     return RestoreReport(
         pool=target,

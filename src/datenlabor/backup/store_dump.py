@@ -90,9 +90,9 @@ def snapshot(engine_url: str, work: Path) -> Iterator[Connection]:
         finally:
             engine.dispose()
         return
-    from datenlabor.store.db import _engine
+    from datenlabor.store.db import make_engine
 
-    engine = _engine(engine_url)
+    engine = make_engine(engine_url)
     try:
         with engine.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ")

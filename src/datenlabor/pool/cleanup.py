@@ -2,20 +2,28 @@
 
 Leftovers are never visible (readers go through the metadata store and Delta snapshots),
 but they take disk space: work folders of dead processes in ``tmp/`` and ``staging/``,
-Parquet files moved into a table folder whose Delta commit never happened, and table folders
-of a first ingest that died before it was recorded.
+Parquet files moved into a table folder whose Delta commit never happened, table folders
+of a first ingest that died before it was recorded, temporary and half-written protected
+tables (``disclosure/<slug>/``), and model artifacts of a killed ``assist train``.
+
+Whether a live operation still owns a leftover is decided the way its writer allows: by the
+PID and host in a work folder's name, or by holding the writer's lock (an OS file lock, which
+the kernel releases when its holder dies) and looking again while it is held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datenlabor.errors import Conflict
 from datenlabor.pool.locks import dataset_lock
 
 
@@ -96,7 +104,8 @@ def remove_orphans(
     lock_timeout_s: float,
     report: CleanupReport,
 ) -> CleanupReport:
-    """Delete unreferenced data files and table folders no dataset records.
+    """Delete unreferenced data files and table folders no dataset records, and what killed
+    protected-table writes left (:func:`remove_dead_protected`).
 
     ``recorded()`` maps recorded table folders (relative to ``root``) to their dataset slug.
     Each folder is cleaned under its dataset's write lock, and the store is asked again while
@@ -124,4 +133,110 @@ def remove_orphans(
             report.bytes_freed += folder_size(table_dir)
             shutil.rmtree(table_dir, ignore_errors=True)
             report.orphan_tables.append(rel)
+    remove_dead_protected(root, report=report)
     return report
+
+
+def remove_dead_protected(root: Path, *, report: CleanupReport) -> None:
+    """Delete what a killed protected-table write left in ``disclosure/<slug>/``: its
+    temporary files (``.*.tmp``) and a table whose report was never written (the report is
+    written last, so a table without one is incomplete and is computed again on next use).
+
+    Cleaned under the lock ``datenlabor.service.confidential`` writes under
+    (``disclosure-<slug>``): while cleanup holds it, no live writer owns such a file. A folder
+    whose lock is held is skipped, not waited for: its writer is alive and its files are its own.
+    """
+    folder = root / "disclosure"
+    if not folder.is_dir():
+        return
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if not _incomplete_protected(sub):
+            continue  # nothing to do: do not wait for a writer's lock
+        with _unless_busy(root, f"disclosure-{sub.name}") as free:
+            for f in _incomplete_protected(sub) if free else []:
+                _remove_file(root, f, report)
+
+
+def _incomplete_protected(folder: Path) -> list[Path]:
+    found = []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file():
+            continue
+        temporary = f.name.startswith(".") and f.name.endswith(".tmp")
+        unreported = f.suffix == ".parquet" and not f.with_suffix(".json").exists()
+        if temporary or unreported:
+            found.append(f)
+    return found
+
+
+MODELS_DIR = Path("assist") / "models"
+# <name>-<12 hex>.npz, and its temporary form .<name>-<12 hex>.npz.partial
+# (datenlabor.assist.registry.register)
+_MODEL_FILE = re.compile(
+    r"^(?P<partial>\.)?(?P<name>[^.].*)-[0-9a-f]{12}\.npz(?(partial)\.partial)$"
+)
+
+
+def model_lock_name(name: str) -> str:
+    """Lock (:func:`dataset_lock`) held while a model of ``name`` is written and recorded."""
+    return f"assist-model-{name}"
+
+
+def remove_dead_models(
+    root: Path, recorded: Callable[[], Iterable[str]], *, report: CleanupReport
+) -> None:
+    """Delete model artifacts of a killed ``assist train`` in ``assist/models/``: temporary
+    ``.*.partial`` files, and artifacts no model record points to (written, then the process
+    died before the record was committed).
+
+    ``recorded()`` lists the artifact paths (relative to ``root``) of every model record. Each
+    model name is cleaned under the lock :func:`model_lock_name` that the writer holds from
+    the first byte until its record is committed, and the store is asked again while it is
+    held, so a model being trained at the same moment loses nothing (a name whose lock is
+    held is skipped: its training is alive).
+    """
+    folder = root / MODELS_DIR
+    if not folder.is_dir():
+        return
+    names = sorted(
+        {m["name"] for f in folder.iterdir() if (m := _MODEL_FILE.match(f.name)) and f.is_file()}
+    )
+    for name in names:
+        if not _dead_models(folder, name, set(recorded()), root):
+            continue
+        with _unless_busy(root, model_lock_name(name)) as free:
+            for f in _dead_models(folder, name, set(recorded()), root) if free else []:
+                _remove_file(root, f, report)
+
+
+def _dead_models(folder: Path, name: str, recorded: set[str], root: Path) -> list[Path]:
+    found = []
+    for f in sorted(folder.iterdir()):
+        m = _MODEL_FILE.match(f.name)
+        if m is None or m["name"] != name or not f.is_file():
+            continue
+        if m["partial"] or f.relative_to(root).as_posix() not in recorded:
+            found.append(f)
+    return found
+
+
+@contextlib.contextmanager
+def _unless_busy(root: Path, lock: str) -> Iterator[bool]:
+    """Hold ``lock`` if it is free (yields True); False at once if a live process holds it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(dataset_lock(root / "locks", lock, timeout_s=0))
+        except Conflict:
+            yield False
+            return
+        yield True
+
+
+def _remove_file(root: Path, f: Path, report: CleanupReport) -> None:
+    try:
+        size = f.stat().st_size
+        f.unlink()
+    except FileNotFoundError:
+        return  # removed meanwhile (its writer finished, or another cleanup)
+    report.bytes_freed += size
+    report.orphan_files.append(str(f.relative_to(root)))

@@ -39,6 +39,7 @@ from datenlabor.pool.locks import dataset_lock
 from datenlabor.pool.quality import quality_report
 from datenlabor.query.connection import connect
 from datenlabor.store import Dataset, Organisation, Store, Version
+from datenlabor.store.models import AssistModel
 
 MODES = ("replace", "append", "upsert")
 Progress = Callable[[str, float | None], None]
@@ -149,9 +150,15 @@ class Pool:
                         f"CREATE OR REPLACE TEMP VIEW staged_rows AS SELECT * FROM {staged.relation()}"
                     )
                     table_schema.check_against_schema(
-                        con, "staged_rows", user_schema, file=str(src), line_offset=reading.line_offset
+                        con,
+                        "staged_rows",
+                        user_schema,
+                        file=str(src),
+                        line_offset=reading.line_offset,
                     )
-                with dataset_lock(self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s):
+                with dataset_lock(
+                    self.root / "locks", slug, timeout_s=self.settings.lock_timeout_s
+                ):
                     report("commit", None)
                     return self._commit(
                         con,
@@ -448,6 +455,12 @@ class Pool:
             self.root, recorded, lock_timeout_s=self.settings.lock_timeout_s, report=report
         )
         self._remove_stale_protected(report)
+
+        def models() -> set[str]:
+            with self.store.session() as s:
+                return {a for a in s.scalars(select(AssistModel.artifact)) if a}
+
+        leftovers.remove_dead_models(self.root, models, report=report)
         return report
 
     def _remove_stale_protected(self, report: leftovers.CleanupReport) -> None:
@@ -457,9 +470,7 @@ class Pool:
         if not folder.is_dir():
             return
         with self.store.session() as s:
-            confidential = {
-                d.slug for d in s.scalars(select(Dataset)) if d.disclosure is not None
-            }
+            confidential = {d.slug for d in s.scalars(select(Dataset)) if d.disclosure is not None}
         for sub in sorted(folder.iterdir()):
             if sub.is_dir() and sub.name not in confidential:
                 report.bytes_freed += leftovers.folder_size(sub)

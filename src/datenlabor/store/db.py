@@ -35,7 +35,10 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def _engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for the metadata store at ``url``, set up as every Datenlabor
+    process uses it (SQLite: WAL, foreign keys, full sync; PostgreSQL: outage-tolerant pool).
+    No migration runs; :class:`Store` does that. A malformed URL is :class:`BadInput`."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -81,7 +84,7 @@ class Store:
     def __init__(self, url: str, *, lock_dir: Path | None = None) -> None:
         self.url = url
         self.lock_dir = lock_dir
-        self.engine = _engine(url)
+        self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             self._migrate(lock_dir)
