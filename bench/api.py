@@ -4,10 +4,18 @@
 Both servers are started fresh by this script (one uvicorn process each), serve the same
 generated table (Parquet ingested into a Datenlabor pool; the same rows in an SQLite file
 for Datasette) and are driven by the same load generator: N concurrent keep-alive clients
-for a fixed duration, in a separate process. Scenarios:
+for a fixed duration, in a separate process. uvicorn runs as each project ships it: one
+worker, uvloop, no access log for Datenlabor (``datenlabor serve``: the pure-Python h11
+parser, chosen for its bounded request head; see web/limits.py) and httptools with an
+access-log line per request for Datasette (``datasette serve`` has no switch for either).
+Scenarios:
 
 * ``rows``: one page (50 rows) of a filtered table, ``status = S AND bearbeitungstage >= N``,
   S and N varied per request.
+* ``rows-distinct``: the same pages, but every request adds a filter that is always true
+  and never repeats (``id <> -k``, k counting up), so no result cache can answer it:
+  Datenlabor keeps answers of rows requests per process (``service.engine.ResultCache``),
+  ``rows`` shows the cached figure and ``rows-distinct`` the uncached one.
 * ``aggregate``: ``count(*)``, ``avg(betrag)``, ``avg(bearbeitungstage)`` by ``land`` for
   one status and a date range, varied per request.
 
@@ -238,6 +246,8 @@ class Req:
     method: str
     url: str
     body: dict[str, Any] | None = None
+    # "rows-distinct": query parameter prefix the load generator completes with a counter
+    unique: str | None = None
 
 
 def agg_sql(status: str, years: tuple[int, int]) -> str:
@@ -254,12 +264,14 @@ def requests_for(server: str, scenario: str) -> list[Req]:
     from urllib.parse import urlencode
 
     out: list[Req] = []
-    if scenario == "rows":
+    if scenario in ("rows", "rows-distinct"):
+        distinct = scenario == "rows-distinct"
         for s in STATUSES:
             for d in MIN_DAYS:
                 if server == "datenlabor":
                     q = urlencode({"status": s, "bearbeitungstage__gte": d, "limit": 50})
-                    out.append(Req("GET", f"/api/v1/datasets/{SLUG}/rows?{q}"))
+                    unique = "id__ne=-" if distinct else None
+                    out.append(Req("GET", f"/api/v1/datasets/{SLUG}/rows?{q}", unique=unique))
                 else:
                     q = urlencode(
                         {
@@ -270,7 +282,8 @@ def requests_for(server: str, scenario: str) -> list[Req]:
                             "_nocount": 1,
                         }
                     )
-                    out.append(Req("GET", f"/{DB_NAME}/{TABLE}.json?{q}"))
+                    unique = "id__not=-" if distinct else None
+                    out.append(Req("GET", f"/{DB_NAME}/{TABLE}.json?{q}", unique=unique))
     else:
         for s in STATUSES:
             for y in YEARS:
@@ -435,10 +448,11 @@ async def _load(conf: dict[str, Any]) -> dict[str, Any]:
             i = w
             while True:
                 r = reqs[i % len(reqs)]
+                url = f"{r.url}&{r.unique}{i}" if r.unique else r.url
                 i += n
                 t0 = time.perf_counter()
                 try:
-                    resp = await client.request(r.method, r.url, json=r.body)
+                    resp = await client.request(r.method, url, json=r.body)
                     await resp.aread()
                     code = str(resp.status_code)
                 except httpx.TimeoutException:
@@ -526,7 +540,8 @@ def wrk_script(server: Server, reqs: list[Req]) -> str:
     lines = ["local reqs = {"]
     for r in reqs:
         body = _lua_string(json.dumps(r.body)) if r.body is not None else "nil"
-        lines.append(f"  {{{_lua_string(r.method)}, {_lua_string(r.url)}, {body}}},")
+        unique = _lua_string(r.unique) if r.unique else "nil"
+        lines.append(f"  {{{_lua_string(r.method)}, {_lua_string(r.url)}, {body}, {unique}}},")
     lines.append("}")
     lines.append("local headers = {")
     lines += [f"  [{_lua_string(k)}] = {_lua_string(v)}," for k, v in headers.items()]
@@ -535,7 +550,9 @@ def wrk_script(server: Server, reqs: list[Req]) -> str:
     lines.append("request = function()")
     lines.append("  i = i + 1")
     lines.append("  local r = reqs[(i % #reqs) + 1]")
-    lines.append("  return wrk.format(r[1], r[2], headers, r[3])")
+    lines.append("  local url = r[2]")
+    lines.append("  if r[4] then url = url .. '&' .. r[4] .. i end")
+    lines.append("  return wrk.format(r[1], url, headers, r[3])")
     lines.append("end")
     return "\n".join(lines) + WRK_DONE
 
@@ -675,13 +692,14 @@ def check_same_answers(servers: dict[str, Server]) -> list[str]:
     import httpx
 
     notes = []
-    for scenario in ("rows", "aggregate"):
+    for scenario in ("rows", "rows-distinct", "aggregate"):
         answers = {}
         for name, srv in servers.items():
             r = requests_for(name, scenario)[0]
+            url = f"{r.url}&{r.unique}1" if r.unique else r.url
             resp = httpx.request(
                 r.method,
-                f"http://127.0.0.1:{srv.port}{r.url}",
+                f"http://127.0.0.1:{srv.port}{url}",
                 json=r.body,
                 headers=srv.headers,
                 timeout=120,
@@ -690,9 +708,9 @@ def check_same_answers(servers: dict[str, Server]) -> list[str]:
             rows = resp.json()["rows"]
             answers[name] = rows
         a, b = answers["datenlabor"], answers["datasette"]
-        if scenario == "rows":
+        if scenario != "aggregate":
             same = [x["id"] for x in a] == [x["id"] for x in b]
-            notes.append(f"rows: {len(a)} vs {len(b)} rows, same ids: {same}")
+            notes.append(f"{scenario}: {len(a)} vs {len(b)} rows, same ids: {same}")
         else:
             same = len(a) == len(b) and all(
                 x["land"] == y["land"]
@@ -771,16 +789,16 @@ def fmt(v: float | None, digits: int = 1) -> str:
 def report(results: list[dict[str, Any]]) -> str:
     """Medians over the rounds, per scenario; ratios Datenlabor / Datasette."""
     lines = []
-    for scenario in ("rows", "aggregate"):
+    for scenario in ("rows", "rows-distinct", "aggregate"):
         rs = [r for r in results if r["scenario"] == scenario]
         if not rs:
             continue
         lines.append(f"\n{scenario}:")
         lines.append(
-            "| server | req/s | p50 ms | p99 ms | max ms | errors | server cores | other cores |"
-            " rounds req/s |"
+            "| server | req/s | p50 ms | p99 ms | max ms | errors | server cores |"
+            " server CPU ms/req | other cores | rounds req/s |"
         )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         med: dict[str, dict[str, float | None]] = {}
         for name in ("datenlabor", "datasette"):
             mine = [r for r in rs if r["server"] == name]
@@ -791,15 +809,28 @@ def report(results: list[dict[str, Any]]) -> str:
                 vals = [r[key] for r in mine if r[key] is not None]
                 return statistics.median(vals) if vals else None
 
+            for r in mine:
+                r["cpu_ms_per_req"] = (
+                    r["server_cores"] / r["rps"] * 1000 if r["rps"] and r["server_cores"] else None
+                )
             med[name] = {
                 k: m(k)
-                for k in ("rps", "p50_ms", "p99_ms", "max_ms", "server_cores", "other_cores")
+                for k in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "max_ms",
+                    "server_cores",
+                    "cpu_ms_per_req",
+                    "other_cores",
+                )
             }
             errors = sum(r["errors"] for r in mine)
             lines.append(
                 f"| {name} | {fmt(med[name]['rps'])} | {fmt(med[name]['p50_ms'])} | "
                 f"{fmt(med[name]['p99_ms'])} | {fmt(med[name]['max_ms'])} | {errors} | "
-                f"{fmt(med[name]['server_cores'], 2)} | {fmt(med[name]['other_cores'], 2)} | "
+                f"{fmt(med[name]['server_cores'], 2)} | {fmt(med[name]['cpu_ms_per_req'], 2)} | "
+                f"{fmt(med[name]['other_cores'], 2)} | "
                 + " / ".join(fmt(r["rps"]) for r in mine)
                 + " |"
             )
@@ -811,7 +842,7 @@ def report(results: list[dict[str, Any]]) -> str:
 
             lines.append(
                 f"| **ratio Datenlabor/Datasette** | **{ratio('rps')}** | {ratio('p50_ms')} | "
-                f"**{ratio('p99_ms')}** | {ratio('max_ms')} | | | | |"
+                f"**{ratio('p99_ms')}** | {ratio('max_ms')} | | | {ratio('cpu_ms_per_req')} | | |"
             )
             goal_rps = bool(a["rps"] and b["rps"] and a["rps"] >= 2 * b["rps"])
             goal_p99 = bool(a["p99_ms"] and b["p99_ms"] and a["p99_ms"] < b["p99_ms"])
@@ -881,7 +912,7 @@ def profile(data: Data, n: int) -> None:
     wrap(sandbox_mod, "run_limited", "SQL run (sandbox.run_limited)")
     wrap(audit_mod.AuditLog, "record", "audit write (AuditLog.record, waits for commit)")
     wrap(api_mod, "rows_of", "Arrow -> Python rows (api.rows_of)")
-    wrap(JSONResponse, "render", "JSON encoding (JSONResponse.render)")
+    wrap(api_mod.DataJSONResponse, "render", "JSON encoding (DataJSONResponse.render)")
     # gate.py imports these names inside the functions, so the module attributes count.
 
     from datenlabor.pool.pool import open as open_pool
@@ -998,7 +1029,12 @@ def main() -> int:
         default=1,
         help="rounds; each runs every scenario on both servers, order alternating",
     )
-    ap.add_argument("--scenarios", default="rows,aggregate")
+    ap.add_argument(
+        "--scenarios",
+        default="rows,rows-distinct,aggregate",
+        help="rows (30 repeating pages: cacheable), rows-distinct (every request different: "
+        "uncached), aggregate",
+    )
     ap.add_argument("--servers", default="datenlabor,datasette")
     ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request (s)")
     ap.add_argument(

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         description="Versions kept in memory by the service (uncompressed bytes)",
     )
     service_memory: str = Field(default="1GB", description="DuckDB memory limit of the service")
+    result_cache_bytes: int = Field(
+        default=64 * 1024**2,
+        description="Rows pages kept per service process for repeated requests (0: off)",
+    )
     sql_timeout_s: float = Field(default=30.0, description="Time limit of one API SQL query")
     sql_max_rows: int = Field(default=10_000, description="Rows one API SQL query returns")
     max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted upload")

@@ -447,7 +447,8 @@ def page(
 ) -> Page:
     """One page of rows (without __row) and the cursor of the next page, if there is one."""
     sql, params = rows_sql(relation, req, scan_in_row_order=scan_in_row_order)
-    table = con.execute(sql, params).to_arrow_table()
+    # batch size = the page (+1 for the cursor): the default allocates for a million rows
+    table = con.execute(sql, params).to_arrow_table(req.limit + 1)
     if table.num_rows <= req.limit:
         return Page(table.select(req.columns), None)
     last: dict[str, Any] = {}

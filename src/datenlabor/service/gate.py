@@ -6,8 +6,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,11 @@ class RowsResult:
     table: pa.Table
     next: str | None
     source: Source
+    # Shared by every answer from the same cache entry: the web layer keeps the encoded
+    # rows there (same key, same rows), so a cache hit is not encoded again.
+    memo: dict[str, Any] = field(default_factory=dict)
+    # With ``defer_audit``: the audit entry's commit, to be waited for before answering.
+    audited: Future[None] | None = None
 
 
 @dataclass
@@ -226,16 +232,25 @@ class Gate:
         client: str | None = None,
         **kw: Any,
     ) -> None:
-        self.audit.record(
-            Event(
-                action=action,
-                actor=p.label(),
-                organisation=p.organisation,
-                datasets={s.slug: s.version for s in sources},
-                publishers={s.slug: s.publisher for s in sources},
-                client=client,
-                **kw,
-            )
+        self.audit.submit(self._event(p, action, sources, client=client, **kw)).result()
+
+    def _event(
+        self,
+        p: Principal,
+        action: str,
+        sources: Sequence[Source],
+        *,
+        client: str | None = None,
+        **kw: Any,
+    ) -> Event:
+        return Event(
+            action=action,
+            actor=p.label(),
+            organisation=p.organisation,
+            datasets={s.slug: s.version for s in sources},
+            publishers={s.slug: s.publisher for s in sources},
+            client=client,
+            **kw,
         )
 
     @contextmanager
@@ -257,6 +272,8 @@ class Gate:
                     self.pool.root / "tmp",
                     memory_limit=settings.service_memory,
                     cache_bytes=settings.cache_bytes,
+                    # Not a setting yet (config.py); 0 turns the result cache off.
+                    result_cache_bytes=settings.result_cache_bytes,
                 )
             return self._engine
 
@@ -372,8 +389,12 @@ class Gate:
         params: Sequence[tuple[str, str]],
         *,
         client: str | None = None,
+        defer_audit: bool = False,
     ) -> RowsResult:
-        from datenlabor.query.rows import page, parse_rows_request
+        """One page of what the caller may see, audited. ``defer_audit``: return as soon as
+        the audit entry is queued; the caller waits for ``result.audited`` before it lets
+        the answer leave (an async route does so without holding a thread)."""
+        from datenlabor.query.rows import page, parse_rows_request, rows_sql
 
         src = self.source(p, slug, _version_param(params))
         if _version_param(params) is None:
@@ -381,11 +402,28 @@ class Gate:
             # silently continue in a version published in between.
             params = [*params, ("version", str(src.version))]
         req = parse_rows_request(params, {f.name: f.type for f in src.schema})
+        results = self.engine.results
         with self.visible_rows(src) as (con, relation):
-            pg = page(con, relation, req, scan_in_row_order=True)
+            # The relation names the version and holds the caller's view (columns, row
+            # filters), the SQL and its parameters hold the request: the same key means
+            # the same answer, whoever asks (see ResultCache).
+            sql, values = rows_sql(relation, req, scan_in_row_order=True)
+            key = (sql, tuple(values), tuple(req.columns), req.version)
+            hit = results.get(key) if results.max_bytes else None
+            if hit is None:
+                pg = page(con, relation, req, scan_in_row_order=True)
+                hit = (pg, {})
+                if results.max_bytes:
+                    results.put(key, hit, pg.table.get_total_buffer_size())
+        pg, memo = hit
         query = "&".join(f"{k}={v}" for k, v in params)
-        self.record(p, "read", [src], client=client, rows=pg.table.num_rows, query=query or None)
-        return RowsResult(pg.table, pg.next, src)
+        event = self._event(
+            p, "read", [src], client=client, rows=pg.table.num_rows, query=query or None
+        )
+        audited = self.audit.submit(event)
+        if not defer_audit:
+            audited.result()
+        return RowsResult(pg.table, pg.next, src, memo, audited)
 
     def sql(
         self,
