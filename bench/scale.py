@@ -115,6 +115,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             table = query(pool, sql.format(t=args.slug), args.engine)
             times.append(time.perf_counter() - t0)
+            _progress(args, name, times[-1])
         out["times"][name] = times
         out["results"][name] = table.to_pylist() if table is not None else None
     for name in KPIS:
@@ -124,11 +125,19 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             with open_log(pool, args.slug, engine=args.engine, timezone="UTC") as log:
                 result = getattr(log, name)()
             times.append(time.perf_counter() - t0)
+            _progress(args, f"kpi_{name}", times[-1])
             rows = result.rows()
         out["times"][f"kpi_{name}"] = times
         out["results"][f"kpi_{name}"] = rows
     pool.store.dispose()
     return out
+
+
+def _progress(args: argparse.Namespace, name: str, seconds: float) -> None:
+    """Each timing as it is taken (stderr), so that a long run that is stopped keeps its figures."""
+    print(
+        f"  {args.engine} {args.rows:,} rows: {name} {seconds:.2f} s", file=sys.stderr, flush=True
+    )
 
 
 # -- parent -----------------------------------------------------------------------------------
