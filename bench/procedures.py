@@ -52,7 +52,7 @@ def child_datenlabor(args: argparse.Namespace) -> dict[str, Any]:
     from datenlabor.procedures import open_log
 
     pool = datenlabor.open(args.pool)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
     with open_log(pool, args.dataset) as log:
         log.traces()
         t_load = time.perf_counter()
@@ -65,6 +65,7 @@ def child_datenlabor(args: argparse.Namespace) -> dict[str, Any]:
             "compute_s": t_end - t_load,
             "total_s": t_end - t0,
             "cpu_s": time.process_time() - c0,
+            "sys_s": os.times().system - s0,
             "durations": sorted(durations.to_pylist()),
             "dfg": [
                 [r["from"], r["to"], r["count"], r["median_s"], r["mean_s"]] for r in graph.rows()
@@ -80,7 +81,7 @@ def child_pm4py(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
     import pm4py
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
     df = pd.read_parquet(args.parquet, columns=["case_id", "activity", "timestamp"])
     df = df.rename(
         columns={
@@ -101,6 +102,7 @@ def child_pm4py(args: argparse.Namespace) -> dict[str, Any]:
         "compute_s": t_end - t_load,
         "total_s": t_end - t0,
         "cpu_s": time.process_time() - c0,
+        "sys_s": os.times().system - s0,
         "durations": sorted(float(d) for d in durations),
         "dfg": [
             [a, b, int(freq[(a, b)]), float(v["median"]), float(v["mean"])]
@@ -111,10 +113,12 @@ def child_pm4py(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- parent -----------------------------------------------------------------------------------
-def run_child(kind: str, extra: list[str], work: Path) -> dict[str, Any]:
+def run_child(
+    kind: str, extra: list[str], work: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     result = work / f"{kind}-{time.monotonic_ns()}.json"
     cmd = [sys.executable, __file__, "--child", kind, "--result", str(result), *extra]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False, env=env)
     if proc.returncode != 0 or not result.is_file():
         raise SystemExit(f"{kind} child failed (exit {proc.returncode})")
     out = json.loads(result.read_text())
@@ -184,6 +188,13 @@ def main() -> int:
         action="store_true",
         help="with --work: use the log of an earlier run of the same size if it is there",
     )
+    ap.add_argument(
+        "--no-numpy-hugepages",
+        action="store_true",
+        help="run both contenders with NUMPY_MADVISE_HUGEPAGE=0 (numpy then does not ask the "
+        "kernel for transparent huge pages; where the kernel compacts memory for them on "
+        "demand, that saves kernel time in both)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--pool", help=argparse.SUPPRESS)
@@ -200,12 +211,18 @@ def main() -> int:
     import datenlabor
     from datenlabor.procedures.simulate import Simulation, simulate, write_log
 
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"} if args.no_numpy_hugepages else None
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-procedures-"))
     work.mkdir(parents=True, exist_ok=True)
     pool_dir = work / "pool"
     pool = datenlabor.open(pool_dir)
     rows: list[dict[str, Any]] = []
     print(f"# machine: {machine()}", flush=True)
+    thp = Path("/sys/kernel/mm/transparent_hugepage")
+    if thp.is_dir():  # kernel time in both contenders depends on it (see --no-numpy-hugepages)
+        settings = {f: (thp / f).read_text().strip() for f in ("enabled", "defrag")}
+        print(f"# transparent huge pages: {settings}; numpy hugepages "
+              f"{'off' if args.no_numpy_hugepages else 'default'}", flush=True)  # fmt: skip
     try:
         for events in (int(e) for e in args.events.split(",")):
             cases = max(1, round(events / EVENTS_PER_CASE))
@@ -235,15 +252,17 @@ def main() -> int:
             for i in range(max(args.repeat, pm_repeat)):
                 if i < args.repeat:
                     extra = ["--pool", str(pool_dir), "--dataset", slug]
-                    runs["datenlabor"].append(run_child("datenlabor", extra, work))
+                    runs["datenlabor"].append(run_child("datenlabor", extra, work, env))
                 if i < pm_repeat and n_events <= args.pm4py_max_events:
-                    runs["pm4py"].append(run_child("pm4py", ["--parquet", str(parquet)], work))
+                    extra = ["--parquet", str(parquet)]
+                    runs["pm4py"].append(run_child("pm4py", extra, work, env))
                 for k, v in runs.items():
                     if v and len(v) == i + 1:
                         r = v[-1]
                         print(
                             f"  {k:10s} run {i + 1}: {r['total_s']:7.2f} s "
-                            f"(load {r['load_s']:.2f}), CPU {r['cpu_s']:.2f} s, "
+                            f"(load {r['load_s']:.2f}), CPU {r['cpu_s']:.2f} s "
+                            f"(kernel {r['sys_s']:.2f}), "
                             f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
                             flush=True,
                         )
@@ -260,6 +279,8 @@ def main() -> int:
                         "median_load_s": statistics.median(r["load_s"] for r in v),
                         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in v),
                         "median_cpu_s": statistics.median(r["cpu_s"] for r in v),
+                        "median_sys_s": statistics.median(r["sys_s"] for r in v),
+                        "cpu_s": [r["cpu_s"] for r in v],
                         "total_s": [r["total_s"] for r in v],
                     }
             if runs["pm4py"]:
@@ -276,7 +297,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(
         "\n| events | cases | load avg | Datenlabor s (load) | MiB | pm4py s (load) | MiB "
-        "| speed-up | CPU-s ratio | memory | same results |"
+        "| speed-up | CPU-s D / P = ratio | memory | same results |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
@@ -289,7 +310,8 @@ def main() -> int:
             else "– | –"
         )
         ratio = (
-            f"**{r['speedup']:.1f}×** | {r['cpu_ratio']:.1f}× | {r['memory_ratio']:.2f}× | "
+            f"**{r['speedup']:.1f}×** | {d['median_cpu_s']:.2f} / {p['median_cpu_s']:.2f} = "
+            f"{r['cpu_ratio']:.1f}× | {r['memory_ratio']:.2f}× | "
             + ", ".join(k for k, ok in r["agreement"].items() if ok)
             + ("" if all(r["agreement"].values()) else " (DIFFERENT: see JSON)")
             if p

@@ -30,10 +30,11 @@ def test_csv_import_is_canonical_and_sorted(pool) -> None:  # type: ignore[no-un
     info = import_log(pool, DIR / "antraege.csv", dataset="antraege", mapping=MAPPING)
     assert info.version == 1 and info.rows == 12
     table = pool.dataset("antraege").read()
-    assert table.column_names[:7] == [
+    assert table.column_names[:8] == [
         "seq", "case_no", "case_id", "activity", "timestamp", "resource", "lifecycle",
+        "activity_no",
     ]  # fmt: skip
-    assert set(table.column_names[7:]) == {"Kanal", "Kreis"}
+    assert set(table.column_names[8:]) == {"Kanal", "Kreis"}
     assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
     rows = sorted(table.to_pylist(), key=lambda r: r["seq"])
     assert [r["seq"] for r in rows] == list(range(12))

@@ -138,12 +138,13 @@ def check_deadline(
         if as_of is not None
         else "(SELECT max(timestamp) FROM src)"
     )
-    keys: list[str] = []
+    keys: list[str] = []  # (name, SQL over r and seg)
     joins = ""
     if freq is not None:
-        keys.append(f"CAST(date_trunc({quote_literal(check_freq(freq))}, r.t0) AS DATE) AS period")
+        f = quote_literal(check_freq(freq))
+        keys.append(f"CAST(date_trunc({f}, r.t0) AS DATE) AS period")
     if by is not None:
-        keys.append("seg.segment")
+        keys.append("seg.segment AS segment")
         joins = f" LEFT JOIN ({segment_sql(log, by)}) seg USING (case_no)"
     base = f"""
         WITH d AS (SELECT case_no, t0, t0 + {rule.interval_sql()} AS due FROM ({t0})),
@@ -162,18 +163,24 @@ def check_deadline(
         count(*) FILTER (WHERE status IN ('breached', 'overdue'))
             / nullif(count(*) FILTER (WHERE status <> 'open'), 0) AS breach_rate,
         median((epoch_us(t1) - epoch_us(t0)) / 1e6) AS median_s"""
-    if keys:
-        group = ", ".join(str(i + 1) for i in range(len(keys)))
-        sql = (
-            f"{base} SELECT {', '.join(keys)}, {measures} FROM r{joins} "
-            f"GROUP BY {group} ORDER BY {group}"
-        )
-    else:
-        sql = f"{base} SELECT {measures} FROM r"
-    total = log.con.execute(f"{base} SELECT {measures} FROM r").fetchone()
-    assert total is not None
     names = ["cases", "met", "breached", "overdue", "open", "breach_rate", "median_s"]
-    result = log.result("deadline", sql, **dict(zip(names, total, strict=True)))
+    if keys:
+        # One query for the groups and the totals (the base joins over the events are the
+        # expensive part): the grouping set () is the totals row, sorted first.
+        cols = ", ".join(k.rsplit(" AS ", 1)[1] for k in keys)
+        positions = ", ".join(str(i + 1) for i in range(len(keys)))
+        sql = (
+            f"{base} SELECT {cols}, {measures}, grouping_id({cols}) AS __total "
+            f"FROM (SELECT r.*, {', '.join(keys)} FROM r{joins}) "
+            f"GROUP BY GROUPING SETS ((), ({cols})) ORDER BY __total DESC, {positions}"
+        )
+        table = log.arrow(sql)
+        total = [table.column(n)[0].as_py() for n in names]
+        table = table.slice(1).drop_columns(["__total"])
+        result = Result("deadline", table, log.provenance, dict(zip(names, total, strict=True)))
+    else:  # the totals are the result's only row
+        result = log.result("deadline", f"{base} SELECT {measures} FROM r")
+        result.totals.update(result.rows()[0])
     result.totals["rule"] = str(rule)
     if rule.name:
         result.totals["name"] = rule.name

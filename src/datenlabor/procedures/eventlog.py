@@ -15,6 +15,10 @@ timestamp   TIMESTAMPTZ   when it happened (an instant; naive source times are r
                           import time zone, default Europe/Berlin)
 resource    VARCHAR       who did it (NULL when not mapped)
 lifecycle   VARCHAR       XES lifecycle transition such as ``complete`` (NULL when not mapped)
+activity_no INTEGER       number of the activity: the log's distinct activity names in
+                          alphabetical (code point) order numbered 0, 1, … (lets the
+                          analyses read integers instead of text; logs stored before this
+                          column existed are read without it)
 …           any           further attributes under their source names; XES trace attributes
                           as ``case:<key>``
 ==========  ============  ===================================================================
@@ -45,7 +49,12 @@ if TYPE_CHECKING:
     from datenlabor.pool.info import VersionInfo
     from datenlabor.pool.pool import Pool
 
-CORE = ("seq", "case_no", "case_id", "activity", "timestamp", "resource", "lifecycle")
+CORE = (
+    "seq", "case_no", "case_id", "activity", "timestamp", "resource", "lifecycle", "activity_no",
+)  # fmt: skip
+# Columns the import computes itself; a source column of that name (an exported log) is
+# recomputed, never kept as an attribute.
+NUMBERED = ("seq", "case_no", "activity_no")
 FORMATS = ("auto", "csv", "xes", "parquet")
 DEFAULT_TIMEZONE = "Europe/Berlin"
 
@@ -130,11 +139,9 @@ def resolve(mapping: Mapping, columns: list[str], *, file: str) -> _Resolved:
     if len({c for c in used if c}) < len([c for c in used if c]):
         raise BadInput("one column is mapped to two roles", file=file)
     if mapping.attributes is None:
-        # A source ``seq``/``case_no`` (an exported log) is recomputed, never kept.
+        # A source ``seq``/``case_no``/``activity_no`` (an exported log) is recomputed.
         attrs = [
-            c
-            for c in columns
-            if c not in used and c not in ("seq", "case_no") and not c.startswith("__")
+            c for c in columns if c not in used and c not in NUMBERED and not c.startswith("__")
         ]
     else:
         attrs = []
@@ -270,7 +277,8 @@ def normalise(
             "ORDER BY case_id, timestamp, __pos) TO "
             f"{quote_literal(str(sorted_file))} (FORMAT parquet, COMPRESSION zstd)"
         )
-        number_events(sorted_file, target)
+        names = activity_names(con, f"read_parquet({quote_literal(str(sorted_file))})")
+        number_events(sorted_file, target, activities=names)
         stats = con.execute(
             f"SELECT count(*), count(DISTINCT case_id), count(DISTINCT activity), "
             f"min(timestamp), max(timestamp) FROM read_parquet({quote_literal(str(target))})"
@@ -299,14 +307,41 @@ def normalise(
     }
 
 
-def number_events(source: Path, target: Path, batch_rows: int = 1 << 17) -> None:
-    """Copy the sorted events adding ``seq`` and ``case_no``, batch by batch.
+def activity_names(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """The distinct activity names of ``relation``, in the order ``activity_no`` numbers them
+    (code point order, which is DuckDB's default text order too)."""
+    rows = con.execute(
+        f"SELECT DISTINCT activity FROM {relation} WHERE activity IS NOT NULL"
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+def activity_numbers(activity: pa.Array | pa.ChunkedArray, names: list[str]) -> pa.Array:
+    """``activity_no`` of each event: the position of its activity in ``names`` (int32)."""
+    codes = pc.index_in(activity, value_set=pa.array(names, pa.string()))
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    if codes.null_count != activity.null_count:  # cannot happen: names come from the log
+        raise RuntimeError("an activity is missing from the list of activity names")
+    return codes.cast(pa.int32())
+
+
+def number_events(
+    source: Path,
+    target: Path,
+    batch_rows: int = 1 << 17,
+    *,
+    activities: list[str] | None = None,
+) -> None:
+    """Copy the sorted events adding ``seq`` and ``case_no`` (and ``activity_no`` after
+    ``lifecycle`` when ``activities`` lists the names to number), batch by batch.
 
     Hand-written rather than SQL: numbering cases needs the previous row's case id, and a
     DuckDB window over the whole log would sort it a second time; a running counter over
     the ordered batches is linear and needs memory for one batch only.
     """
     pf = pq.ParquetFile(source)
+    numbered = activities is not None and "activity" in pf.schema_arrow.names
     writer: pq.ParquetWriter | None = None
     seq0, case_no, last = 0, -1, None
     try:
@@ -326,6 +361,10 @@ def number_events(source: Path, target: Path, batch_rows: int = 1 << 17) -> None
             table = pa.Table.from_batches([batch]).drop_columns(["__pos"])
             table = table.add_column(0, "case_no", pa.array(numbers, pa.int64()))
             table = table.add_column(0, "seq", pa.array(np.arange(seq0, seq0 + n)))
+            if numbered:
+                assert activities is not None
+                codes = activity_numbers(table.column("activity"), activities)
+                table = table.add_column(_code_position(table), "activity_no", codes)
             seq0 += n
             if writer is None:
                 writer = pq.ParquetWriter(target, table.schema, compression="zstd")
@@ -334,10 +373,20 @@ def number_events(source: Path, target: Path, batch_rows: int = 1 << 17) -> None
             empty = pa.Table.from_batches([], schema=pf.schema_arrow).drop_columns(["__pos"])
             empty = empty.add_column(0, "case_no", pa.array([], pa.int64()))
             empty = empty.add_column(0, "seq", pa.array([], pa.int64()))
+            if numbered:
+                empty = empty.add_column(
+                    _code_position(empty), "activity_no", pa.array([], pa.int32())
+                )
             pq.write_table(empty, target)
     finally:
         if writer is not None:
             writer.close()
+
+
+def _code_position(table: pa.Table) -> int:
+    """Where ``activity_no`` goes: after the core columns, before the attributes."""
+    names = table.column_names
+    return names.index("lifecycle" if "lifecycle" in names else "activity") + 1
 
 
 def detect_log_format(path: Path) -> str:

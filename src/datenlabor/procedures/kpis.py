@@ -45,8 +45,13 @@ def check_freq(freq: str) -> str:
 
 
 def segment_sql(log: ProcedureLog, by: str) -> str:
-    """Per case, the value of ``by`` at its first event where it is set."""
-    col = log.check_column(by)
+    """Per case (``case_no``), the value of ``by`` at its first event where it is set
+    (``segment``); computed once per opened log and column (see ``ensure_segment``)."""
+    return f"SELECT case_no, segment FROM {log.ensure_segment(by)}"
+
+
+def segment_query(col: str) -> str:
+    """The SQL behind :func:`segment_sql` for the quoted column ``col``."""
     return (
         f"SELECT case_no, arg_min({col}, seq) FILTER (WHERE {col} IS NOT NULL) AS segment "
         "FROM ev GROUP BY case_no"

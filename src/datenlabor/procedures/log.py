@@ -192,6 +192,7 @@ class ProcedureLog:
             raise
         self._traces: Traces | None = None
         self._registered: dict[str, pa.Table] = {}
+        self.segments: dict[str, str] = {}  # column -> temp table of each case's segment
 
     # -- set-up -------------------------------------------------------------------------
     def _events_sql(self) -> str:
@@ -373,6 +374,19 @@ class ProcedureLog:
         self._register("activity_names", lambda: self.traces().names_table())
         return self._register("sequences", lambda: self.traces().traces_table())
 
+    def ensure_segment(self, by: str) -> str:
+        """A temp table (case_no, segment): each case's value of column ``by`` at its first
+        event where it is set. Built once per column and opened log: a dashboard groups
+        several tiles by the same column, and each grouping of all events costs about as
+        much as the tile's own query."""
+        if by not in self.segments:
+            from datenlabor.procedures.kpis import segment_query
+
+            name = f"__segment_{len(self.segments)}"
+            self.con.execute(f"CREATE TEMP TABLE {name} AS {segment_query(self.check_column(by))}")
+            self.segments[by] = name
+        return self.segments[by]
+
     def case_ids_sql(self, cases: str) -> str:
         """SQL mapping the case_no of relation ``cases`` (a few rows) to their case ids."""
         return (
@@ -407,6 +421,7 @@ class ProcedureLog:
     def close(self) -> None:
         self.con.close()
         self._registered = {}
+        self.segments = {}
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> ProcedureLog:

@@ -2,9 +2,9 @@
 
 Everything is drawn with numpy in whole arrays (no Python loop over cases or events), so ten
 million events take seconds. The output already has the canonical columns of an imported
-log (``seq, case_no, case_id, activity, timestamp, resource, lifecycle``) plus the case attributes
-``region`` (a real Kreis key), ``land``, ``channel`` and ``case_type``, sorted by case and
-time. The same seed gives the same log.
+log (``seq, case_no, case_id, activity, timestamp, resource, lifecycle, activity_no``) plus
+the case attributes ``region`` (a real Kreis key), ``land``, ``channel`` and ``case_type``,
+sorted by case and time. The same seed gives the same log.
 
 The model (all parameters in :class:`Simulation`):
 
@@ -255,12 +255,23 @@ def simulate(sim: Simulation) -> pa.Table:
         "timestamp": pa.array(ts[keep] * 1_000_000, pa.timestamp("us", tz="UTC")),
         "resource": _dict(resource[keep], res_names),
         "lifecycle": _dict(np.zeros(int(keep.sum()), dtype=np.int64), ["complete"]),
+        "activity_no": pa.array(_activity_numbers(step_idx[keep], steps)),
         "region": _dict(region[case_idx[keep]], list(kreise)),
         "land": _dict(land_of[region][case_idx[keep]], laender),
         "channel": _dict(channel[case_idx[keep]], channel_names),
         "case_type": _dict(ctype[case_idx[keep]], type_names),
     }
     return pa.table(columns)
+
+
+def _activity_numbers(step_idx: np.ndarray, steps: tuple[Step, ...]) -> np.ndarray:
+    """``activity_no`` per event: the rank of its activity among the activity names that
+    occur, in code point order (as the import numbers them; steps may share a name)."""
+    occurs = np.bincount(step_idx, minlength=len(steps)) > 0
+    names = sorted({s.activity for s, o in zip(steps, occurs, strict=True) if o})
+    rank = {name: i for i, name in enumerate(names)}
+    per_step = np.array([rank.get(s.activity, -1) for s in steps], dtype=np.int32)
+    return per_step[step_idx]
 
 
 def _dict(indices: np.ndarray, names: list[str]) -> pa.DictionaryArray:
