@@ -3,8 +3,9 @@
 1. Singleton pass (vectorized): while some equation (a total and its parts) holds exactly one
    suppressed cell, suppress the cheapest other cell of it that can absorb the protection
    the suppressed cell needs. Cheap, and it removes most exact disclosures.
-2. Attack: box certificates (:mod:`.local`), the exact attacker (:mod:`.attacker`) for the
-   rest.
+2. Attack: hypercube and box certificates (:mod:`.hypercube`, :mod:`.local`; tables above
+   ``CLEANUP_MAX_CELLS`` skip the boxes and certify with one LP per component), the exact
+   attacker (:mod:`.attacker`) for the rest.
 3. Repair each violation by column generation on its box LP (suppress the published cell with
    the best cost per unit of reduced cost until the cell reaches its level); where the box
    cannot, the same on the whole-table LP, and as a last resort the cheapest *deviation* LP
@@ -14,6 +15,9 @@
 4. Attack again until clean (suppression only grows, so protection once reached stays).
 5. Clean-up (tables up to ``CLEANUP_MAX_CELLS``): publish again what turns out unnecessary, most expensive
    first, each time checked by the attacker.
+6. Post-optimisation (same tables, :mod:`.improve`): the optimal method's cut loop, started
+   from the pattern and stopped by fixed counts; taken only when it finishes, passes the
+   attacker and is cheaper.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from scipy.optimize import linprog
 
 from datenlabor.disclosure.attacker import Violation, tolerance, violations
 from datenlabor.disclosure.hypercube import protect_by_cubes
+from datenlabor.disclosure.improve import improve
 from datenlabor.disclosure.local import BoxModel, box_groups
 from datenlabor.disclosure.primary import Target
 from datenlabor.disclosure.table import Coding
@@ -77,7 +82,9 @@ def suppress_fast(
     cleaned = _cleanup(matrix, alt, primary, targets, coding, cost)
     out: dict[str, Any] = {**stats, "start": "singletons"}
     if float(cost[alt & ~primary].sum()) < float(cost[sup & ~primary].sum()):
-        return alt, {**cube_stats, "cleaned": cleaned, "start": "cubes"}
+        sup, out = alt, {**cube_stats, "cleaned": cleaned, "start": "cubes"}
+    # post-optimisation with fixed counts (see improve): never worse, often the optimum
+    sup, out["improve"] = improve(matrix, sup, primary, targets, cost, coding)
     return sup, out
 
 
@@ -95,10 +102,13 @@ def _from_singletons(
     need[primary] = np.maximum(main.upper, main.lower)[primary]
     _singletons(matrix, sup, cost, main.values, need)
     stats = {"singleton_cells": int(sup.sum() - primary.sum()), "local_repairs": 0}
-    stuck = _local(matrix, sup, cost, targets, coding, primary, stats)
+    # Large tables: attacks certify by one LP per component instead of thousands of box
+    # LPs, and deviation repairs are checked as certificates instead of attacked again.
+    large = matrix.shape[1] > CLEANUP_MAX_CELLS
+    stuck = _local(matrix, sup, cost, targets, coding, primary, stats, boxes=not large)
     stats["global_repairs"] = 0
     pending = np.unique([v.cell for v in stuck]).astype(np.int64)
-    _settle(matrix, sup, pending, targets, coding, cost, stats)
+    _settle(matrix, sup, pending, targets, coding, cost, stats, large=large)
     return sup, stats
 
 
@@ -110,12 +120,27 @@ def _settle(
     coding: Coding,
     cost: np.ndarray,
     stats: dict[str, int],
+    *,
+    large: bool = False,
 ) -> None:
     """Attack the pending cells and repair on the whole table until the attacker finds
-    nothing (suppression only grows, so cells protected before stay protected)."""
+    nothing (suppression only grows, so cells protected before stay protected).
+
+    ``large``: attack without box LPs, and check deviation repairs explicitly as
+    certificates (:func:`_repair_verified`) so that only those failing the check are
+    attacked again."""
     for _ in range(_MAX_ROUNDS):
         found = (
-            violations(matrix, sup, pending, targets, coding, cubes=True, max_box=MAX_BOX)
+            violations(
+                matrix,
+                sup,
+                pending,
+                targets,
+                coding,
+                cubes=True,
+                max_box=MAX_BOX,
+                boxes=not large,
+            )
             if len(pending)
             else []
         )
@@ -129,6 +154,10 @@ def _settle(
             if matrix.shape[1] <= MAX_BOX
             else found
         )
+        if large and len(left) == len(found):
+            failed = _repair_verified(matrix, sup, cost, targets, found)
+            pending = np.unique([v.cell for v in failed]).astype(np.int64)
+            continue
         if left:
             _repair_all(matrix, sup, cost, targets, left)
         pending = np.unique([v.cell for v in found])
@@ -199,11 +228,21 @@ def _local(
     coding: Coding,
     primary: np.ndarray,
     stats: dict[str, int],
+    *,
+    boxes: bool = True,
 ) -> list[Violation]:
-    """Find the violations (box certificates first, the exact attacker for the rest), repair
-    each in its box; returns those the box cannot settle (repaired on the whole table)."""
+    """Find the violations (cube and box certificates first, the exact attacker for the
+    rest), repair each in its box; returns those the box cannot settle (repaired on the
+    whole table). ``boxes=False``: certify without box LPs (see :func:`violations`)."""
     found = violations(
-        matrix, sup, np.flatnonzero(primary), targets, coding, cubes=True, max_box=MAX_BOX
+        matrix,
+        sup,
+        np.flatnonzero(primary),
+        targets,
+        coding,
+        cubes=True,
+        max_box=MAX_BOX,
+        boxes=boxes,
     )
     csc = matrix.tocsc()
     stuck: list[Violation] = []
@@ -383,6 +422,58 @@ def _repair_all(
         hops *= 2
 
 
+def _repair_verified(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    found: list[Violation],
+) -> list[Violation]:
+    """Repair by deviation LPs on growing neighbourhoods, each solution checked explicitly as
+    a certificate: ``x + y`` solves every equation (residual at most 1e-7 of the protection
+    level, scaled), no cell below zero, ``y`` zero outside the suppressed cells and moving the
+    cell by its level. No exact attack is needed afterwards; returns the violations without a
+    verified certificate (for the exact path)."""
+    pattern = abs(matrix).tocsr()
+    hops = 3
+    todo = list(found)
+    failed: list[Violation] = []
+    while todo:
+        blocks = [_neighbourhood(pattern, v.cell, hops) for v in todo]
+        vectors = _deviation_vectors(matrix, sup, cost, targets, todo, blocks)
+        retry: list[Violation] = []
+        for v, cells, y in zip(todo, blocks, vectors, strict=True):
+            if y is None:
+                (failed if len(cells) == matrix.shape[1] else retry).append(v)
+                continue
+            sup[cells[y != 0]] = True
+            if not _certificate_holds(matrix, sup, targets[v.target], v, cells, y):
+                failed.append(v)
+        todo = retry
+        hops *= 2
+    return failed
+
+
+def _certificate_holds(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    target: Target,
+    v: Violation,
+    cells: np.ndarray,
+    y: np.ndarray,
+) -> bool:
+    """Explicit check that ``x + y`` (``y`` on ``cells``) is a table the attacker cannot
+    exclude and moves ``v.cell`` by its protection level on ``v.side``."""
+    tol = 1e-7 * max(1.0, v.need)
+    residual = matrix[:, cells] @ y
+    if np.abs(residual).max(initial=0.0) > tol:
+        return False
+    if ((y != 0) & ~sup[cells]).any() or (target.values[cells] + y < -tol).any():
+        return False
+    move = float(y[np.searchsorted(cells, v.cell)])
+    return move >= v.need if v.side == "upper" else -move >= v.need
+
+
 def _deviations(
     matrix: sp.csr_matrix,
     sup: np.ndarray,
@@ -391,7 +482,21 @@ def _deviations(
     found: list[Violation],
     blocks: list[np.ndarray],
 ) -> list[np.ndarray | None]:
-    """Per violation, the cells of the cheapest deviation within its block moving the cell by
+    """Per violation, the cells of the cheapest deviation within its block (None if the
+    block has none)."""
+    vectors = _deviation_vectors(matrix, sup, cost, targets, found, blocks)
+    return [None if y is None else b[y != 0] for b, y in zip(blocks, vectors, strict=True)]
+
+
+def _deviation_vectors(
+    matrix: sp.csr_matrix,
+    sup: np.ndarray,
+    cost: np.ndarray,
+    targets: list[Target],
+    found: list[Violation],
+    blocks: list[np.ndarray],
+) -> list[np.ndarray | None]:
+    """Per violation, the cheapest deviation ``y`` (on its block's cells) moving the cell by
     its protection level (None if the block has none): one LP, blocks side by side.
 
     Variables per block: ``y+``, ``y-`` (``x + y+ - y- >= 0``) and a slack with a prohibitive
@@ -445,5 +550,5 @@ def _deviations(
             out.append(None)
             continue
         used = (y[:k] + y[k : 2 * k]) > 1e-9 * scale
-        out.append(cells[used])
+        out.append(np.where(used, y[:k] - y[k : 2 * k], 0.0))
     return out

@@ -11,10 +11,14 @@ Fischetti–Salazar model solved by cutting planes (Benders):
   equation multipliers ``λ`` of the solution and reduced costs ``r = ±e_p - Mᵀλ``,
   ``sum_c (U max(r_c, 0) + x_c max(-r_c, 0)) z_c >= level``. Weak duality makes it valid for
   every pattern and every ``λ``, so solver round-off cannot cut off a feasible pattern.
+  Coefficients above the level are lowered to it (valid for binary ``z``, and tighter), and
+  a cut already in the master is not added again.
 
 The loop ends when the master's pattern passes every sub-problem: that pattern is feasible and,
 the master being a relaxation, optimal (``mip_rel_gap = 0``). The result is never worse than
-the fast method's: if the loop runs out of time, the fast pattern is returned.
+the fast method's: if the loop runs out of time, the fast pattern is returned. The loop
+(:class:`CutLoop`) also serves :func:`.improve.improve`, with deterministic limits instead of
+a time limit.
 """
 
 from __future__ import annotations
@@ -54,13 +58,40 @@ def suppress_optimal(
             column="method",
         )
     started = time.perf_counter()
-    fast, _ = suppress_fast(matrix, primary, targets, cost, coding)
-    fast_cost = float(cost[fast & ~primary].sum())
+    fast, fast_stats = suppress_fast(matrix, primary, targets, cost, coding)
+    done = fast_stats.get("improve")
+    if isinstance(done, dict) and done.get("optimal"):
+        # The fast method's post-optimisation (improve) already finished this same loop.
+        return fast, {"iterations": done["rounds"], "cuts": done["cuts"], "optimal": True}
+    loop = CutLoop(matrix, primary, targets, cost, fast)
+    z = loop.run(deadline=started + time_limit)
+    stats: dict[str, float | int | bool] = {
+        "iterations": loop.rounds,
+        "cuts": loop.cuts,
+        "optimal": False,
+    }
+    if z is not None:
+        from datenlabor.disclosure.attacker import violations
+
+        # The sub-problems' attacker is bounded (see _Sub), so the real one checks the result;
+        # with exact arithmetic it always passes: never return an unsafe pattern.
+        if not violations(matrix, z, np.flatnonzero(primary), targets, coding):
+            stats["optimal"] = True
+            if float(cost[z & ~primary].sum()) <= float(cost[fast & ~primary].sum()):
+                return z, stats
+    return fast, stats
+
+
+def starting_cuts(
+    matrix: sp.csr_matrix, primary: np.ndarray, targets: list[Target]
+) -> tuple[list[np.ndarray], list[float]]:
+    """Cuts every protected pattern satisfies, before any sub-problem is solved: per primary
+    cell, side and equation with it, the equation must balance the cell's move through cells
+    that can move far enough (parts go down by at most their value, a total can rise freely,
+    and the other way round)."""
+    n = matrix.shape[1]
     cuts_a: list[np.ndarray] = []
     cuts_b: list[float] = []
-    # Starting cuts, per primary cell, side and equation with it: the equation must balance
-    # the cell's move, through cells that can move far enough (parts go down by at most
-    # their value, a total can rise freely, and the other way round).
     csc = matrix.tocsc()
     for t in targets:
         for p in np.flatnonzero(primary):
@@ -79,45 +110,98 @@ def suppress_optimal(
                     row[p] = 0.0
                     cuts_a.append(row)
                     cuts_b.append(1.0)
-    subs = [_Sub(matrix, t) for t in targets]
-    master = _Master(cost, primary, started + time_limit)
-    master.add(cuts_a, cuts_b)
-    stats: dict[str, float | int | bool] = {"iterations": 0, "cuts": 0, "optimal": False}
-    prim = np.flatnonzero(primary)
-    while time.perf_counter() - started < time_limit:
-        stats["iterations"] = int(stats["iterations"]) + 1
-        z = master.solve(fast)
-        if z is None:
-            break
-        new_a: list[np.ndarray] = []
-        new_b: list[float] = []
-        for sub in subs:
-            for a, b in sub.cuts(z, prim):
-                new_a.append(a)
-                new_b.append(b)
-        stats["cuts"] = int(stats["cuts"]) + len(new_a)
-        if not new_a:
-            from datenlabor.disclosure.attacker import violations
+    return cuts_a, cuts_b
 
-            if violations(matrix, z | primary, prim, targets, coding):
-                break  # cannot happen with exact arithmetic; never return an unsafe pattern
-            stats["optimal"] = True
-            if float(cost[z & ~primary].sum()) <= fast_cost:
-                return z | primary, stats
-            break
-        master.add(new_a, new_b)
-    return fast, stats
+
+class CutLoop:
+    """The Benders loop: master MIP, attacker sub-problems, cuts, until the master's pattern
+    passes every sub-problem (that pattern is then optimal, the master being a relaxation).
+
+    ``start`` is a protected pattern (primary included); it satisfies every valid cut and
+    warm-starts every master solve. ``run`` stops at a wall-clock ``deadline`` (the optimal
+    method) or at deterministic limits (:mod:`.improve`: master simplex iterations, rounds,
+    cuts, branch-and-bound nodes per master solve, so that the same table always gives the
+    same result)."""
+
+    def __init__(
+        self,
+        matrix: sp.csr_matrix,
+        primary: np.ndarray,
+        targets: list[Target],
+        cost: np.ndarray,
+        start: np.ndarray,
+    ) -> None:
+        self.matrix = matrix
+        self.primary = primary
+        self.start = start | primary
+        self.subs = [_Sub(matrix, t) for t in targets]
+        self.master = _Master(cost, primary)
+        self.master.add(*starting_cuts(matrix, primary, targets))
+        self.rounds = 0
+        self.cuts = 0
+        self.nodes = 0
+
+    @property
+    def sub_work(self) -> int:
+        return sum(sub.solves for sub in self.subs) * self.matrix.shape[1]
+
+    def run(
+        self,
+        *,
+        deadline: float | None = None,
+        max_rounds: int | None = None,
+        max_cuts: int | None = None,
+        max_nodes: int | None = None,
+        max_iterations: int | None = None,
+        max_sub_work: int | None = None,
+    ) -> np.ndarray | None:
+        """The optimal pattern (primary included), or None if a limit stopped the loop.
+
+        ``max_nodes`` limits each master solve's branch-and-bound nodes; ``max_cuts`` (distinct
+        cuts added) and ``max_iterations`` (simplex iterations of all master solves: the
+        master's work, which grows steeply once its bound nears the optimum) are checked
+        before each round, as is ``max_sub_work`` (sub-problem LPs solved times the table's
+        cells: warm-started, they take few iterations each, so their cost is per solve)."""
+        prim = np.flatnonzero(self.primary)
+        while deadline is None or time.perf_counter() < deadline:
+            if max_rounds is not None and self.rounds >= max_rounds:
+                return None
+            if max_cuts is not None and self.cuts > max_cuts:
+                return None
+            if max_iterations is not None and self.master.iterations > max_iterations:
+                return None
+            if max_sub_work is not None and self.sub_work > max_sub_work:
+                return None
+            self.rounds += 1
+            z = self.master.solve(self.start, deadline=deadline, max_nodes=max_nodes)
+            self.nodes += self.master.nodes
+            if z is None:
+                return None
+            new_a: list[np.ndarray] = []
+            new_b: list[float] = []
+            for sub in self.subs:
+                for a, b in sub.cuts(z, prim):
+                    new_a.append(a)
+                    new_b.append(b)
+            if not new_a:
+                return z | self.primary
+            self.cuts += self.master.add(new_a, new_b)
+        return None
 
 
 class _Master:
     """The master MIP, kept between rounds: cuts are added as rows, and every solve starts
     from the best known pattern (the fast one), which satisfies every valid cut, so HiGHS
-    prunes against its cost from the first node."""
+    prunes against its cost from the first node. HiGHS's MIP search is deterministic for the
+    same model and options (repeated runs in separate processes gave the same rounds and
+    cuts), so limits on nodes and iterations give the same result every time."""
 
-    def __init__(self, cost: np.ndarray, primary: np.ndarray, deadline: float) -> None:
+    def __init__(self, cost: np.ndarray, primary: np.ndarray) -> None:
         n = len(cost)
         self.n = n
-        self.deadline = deadline
+        self.nodes = 0  # of the last solve
+        self.iterations = 0  # simplex iterations of all solves so far
+        self.seen: set[bytes] = set()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("mip_rel_gap", 0.0)
@@ -127,32 +211,50 @@ class _Master:
         h.changeColsIntegrality(n, idx, np.full(n, highspy.HighsVarType.kInteger))
         self.h = h
 
-    def add(self, rows: list[np.ndarray], rhs: list[float]) -> None:
-        if not rows:
-            return
-        a = sp.csr_matrix(np.array(rows))
+    def add(self, rows: list[np.ndarray], rhs: list[float]) -> int:
+        """Add the cuts not in the master yet; returns how many were new. Several primary
+        cells of one component often yield the same cut (most of them on small tables), and
+        every duplicate row makes each later master solve dearer."""
+        keep = []
+        for row, b in zip(rows, rhs, strict=True):
+            key = np.round(row / b, 12).tobytes()
+            if key not in self.seen:
+                self.seen.add(key)
+                keep.append((row, b))
+        if not keep:
+            return 0
+        a = sp.csr_matrix(np.array([row for row, _ in keep]))
         self.h.addRows(
             a.shape[0],
-            np.array(rhs, dtype=np.float64),
+            np.array([b for _, b in keep], dtype=np.float64),
             np.full(a.shape[0], highspy.kHighsInf),
             a.nnz,
             a.indptr.astype(np.int32),
             a.indices.astype(np.int32),
             a.data.astype(np.float64),
         )
+        return len(keep)
 
-    def solve(self, start: np.ndarray) -> np.ndarray | None:
-        """An optimal pattern of the master (None if it did not finish in time)."""
+    def solve(
+        self, start: np.ndarray, *, deadline: float | None = None, max_nodes: int | None = None
+    ) -> np.ndarray | None:
+        """An optimal pattern of the master (None if it did not finish within the limits)."""
         h = self.h
-        remaining = self.deadline - time.perf_counter()
-        if remaining <= 0.5:
-            return None
-        h.setOptionValue("time_limit", remaining)
+        if deadline is not None:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0.5:
+                return None
+            h.setOptionValue("time_limit", remaining)
+        if max_nodes is not None:
+            h.setOptionValue("mip_max_nodes", max_nodes)
         sol = highspy.HighsSolution()
         sol.col_value = start.astype(np.float64).tolist()
         sol.value_valid = True
         h.setSolution(sol)
         h.run()
+        info = h.getInfo()
+        self.nodes = int(info.mip_node_count)
+        self.iterations += max(0, int(info.simplex_iteration_count))
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.asarray(h.getSolution().col_value) > 0.5
@@ -186,6 +288,7 @@ class _Sub:
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         self.h.passModel(lp)
+        self.solves = 0  # LPs solved so far
 
     def cuts(self, z: np.ndarray, primaries: np.ndarray) -> list[tuple[np.ndarray, float]]:
         t, h, n = self.t, self.h, len(z)
@@ -199,6 +302,7 @@ class _Sub:
                     continue
                 h.changeColCost(int(p), -sign)  # HiGHS minimises: min -sign*y_p
                 h.run()
+                self.solves += 1
                 ok = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
                 best = -float(h.getInfo().objective_function_value) if ok else np.inf
                 duals = np.asarray(h.getSolution().row_dual) if ok else None
@@ -206,7 +310,10 @@ class _Sub:
                 tol = 1e-7 * self.big + 1e-6 * level
                 if best >= level - tol or duals is None:
                     continue
-                out.append((self._cut(p, sign, duals, z), float(level)))
+                # With binary z, a coefficient above the right-hand side can be lowered to
+                # it (one such cell alone satisfies the cut either way): a tighter master.
+                cut = np.minimum(self._cut(p, sign, duals, z), level)
+                out.append((cut, float(level)))
         return out
 
     def _cut(self, p: int, sign: float, duals: np.ndarray, z: np.ndarray) -> np.ndarray:
