@@ -163,7 +163,7 @@ def create_backup(
         with partial.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         warnings = []
         if not audit["ok"]:
             warnings.append(
@@ -186,7 +186,8 @@ def create_backup(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

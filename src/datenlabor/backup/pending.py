@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from datenlabor.backup.create import audit_state
+from datenlabor.backup.create import audit_state, fsync_dir
 from datenlabor.backup.store_dump import row_counts
 from datenlabor.errors import BadInput
 
@@ -92,16 +92,8 @@ def write(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read(target: Path) -> dict[str, Any] | None:
