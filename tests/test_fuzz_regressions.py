@@ -40,6 +40,22 @@ def test_mail_with_an_address_header_the_stdlib_cannot_parse() -> None:
     assert "wie lange dauert mein Antrag" in r.text
 
 
+def test_mail_with_a_date_whose_year_overflows() -> None:
+    # OverflowError "Python int too large to convert to C long" from parsedate_to_datetime
+    # (found: fixtures/fuzz/eml/date-year-overflow.eml, a mail without text besides)
+    found = (FOUND / "eml" / "date-year-overflow.eml").read_bytes()
+    with pytest.raises(BadInput, match="date-year-overflow.eml: the e-mail has no text"):
+        parse_eml(found, "date-year-overflow.eml")
+    mail = (
+        b"From: erika@example.org\r\nSubject: Antrag\r\n"
+        b"Date: Mon, 7 Dec 99999999999999999999999 10:00:00 +0100\r\n\r\n"
+        b"Wie lange dauert mein Antrag?\r\n"
+    )
+    r = parse_eml(mail, "datum.eml")
+    assert r.received_at is None  # an unreadable date is left out, the mail is kept
+    assert r.text == "Wie lange dauert mein Antrag?"
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [

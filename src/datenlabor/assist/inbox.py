@@ -271,7 +271,7 @@ def parse_eml(data: bytes, name: str = "message.eml") -> Request:
     if _header(msg, "date"):
         try:
             when = parsedate_to_datetime(_header(msg, "date"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a year of 30 digits overflows
             when = None
     mid = _header(msg, "message-id").strip()
     rid = "M-" + hashlib.sha256(mid.encode()).hexdigest()[:16] if mid else None
