@@ -59,6 +59,7 @@ class FakeGenesis:
         self.large: set[str] = set()
         self.polls_until_done = 2
         self.delay_s = 0.0
+        self.poll_delay_s = 0.0  # extra wait on catalogue/results (a job poll) only
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, int] = {}
 
@@ -71,6 +72,8 @@ class FakeGenesis:
         if self.delay_s:
             time.sleep(self.delay_s)
         endpoint = path.split("/rest/2020/", 1)[-1]
+        if endpoint == "catalogue/results" and self.poll_delay_s:
+            time.sleep(self.poll_delay_s)
         json_type = "application/json;charset=UTF-8"
         token_ok = headers.get("username") == TOKEN and headers.get("password") == ""
         user_ok = headers.get("username") == USER and headers.get("password") == PASSWORD
@@ -441,6 +444,25 @@ def test_job_that_never_finishes_hits_the_overall_limit(service, tmp_path: Path)
         with pytest.raises(GenesisError, match="not finished within"):
             gi.import_table(pool, "12411-01-01-4")
         assert time.monotonic() - started < 5
+        assert pool.datasets() == []
+    finally:
+        pool.store.dispose()
+
+
+def test_job_limit_running_out_during_a_poll_names_the_job_limit(
+    service, tmp_path: Path
+) -> None:
+    # the first poll hangs longer than the whole limit: the limit runs out while GENESIS is
+    # being asked about the job, and the error must name the job limit, not the poll
+    fake, url = service
+    _kreise(fake)
+    fake.large.add("12411-01-01-4")
+    fake.polls_until_done = 10**6
+    fake.poll_delay_s = 3.0
+    pool = _open(tmp_path, url, genesis_poll_s=0.05, genesis_job_timeout_s=1.5)
+    try:
+        with pytest.raises(GenesisError, match="not finished within"):
+            gi.import_table(pool, "12411-01-01-4")
         assert pool.datasets() == []
     finally:
         pool.store.dispose()

@@ -312,7 +312,15 @@ class GenesisClient:
     def _wait_for_job(self, job: str, deadline: float) -> None:
         params = {"selection": job, "area": "user", "pagelength": "5", "language": "de"}
         while True:
-            response = self._post("catalogue/results", params, deadline)
+            try:
+                response = self._post("catalogue/results", params, deadline)
+            except GenesisCredentialsError:
+                raise
+            except GenesisError:
+                if time.monotonic() < deadline:
+                    raise
+                # the overall limit ran out during a poll: name that limit, not the poll
+                raise self._not_finished(job) from None
             body = _json(response)
             listed = body.get("List") if isinstance(body, dict) else None
             if isinstance(listed, list) and any(
@@ -323,11 +331,14 @@ class GenesisClient:
                 self._status_checked(response, job, "catalogue/results")
             pause = self.settings.genesis_poll_s
             if time.monotonic() + pause >= deadline:
-                raise GenesisError(
-                    f"{self.label}: job {job} was not finished within "
-                    f"{self.settings.genesis_job_timeout_s:.0f} s (DATENLABOR_GENESIS_JOB_TIMEOUT_S)"
-                )
+                raise self._not_finished(job)
             self._sleep(pause)
+
+    def _not_finished(self, job: str) -> GenesisError:
+        return GenesisError(
+            f"{self.label}: job {job} was not finished within "
+            f"{self.settings.genesis_job_timeout_s:.0f} s (DATENLABOR_GENESIS_JOB_TIMEOUT_S)"
+        )
 
     def _status_checked(self, response: httpx.Response, code: str, endpoint: str) -> dict[str, Any]:
         """The JSON body, or the error its ``Status`` stands for."""
