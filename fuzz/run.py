@@ -50,7 +50,14 @@ def seed_corpus(target: str, folder: Path) -> int:
 
 
 def run(
-    target: str, seconds: int, *, workdir: Path, timeout: int, rss_mb: int, seed: int = 0
+    target: str,
+    seconds: int,
+    *,
+    workdir: Path,
+    timeout: int,
+    rss_mb: int,
+    seed: int = 0,
+    runs: int = 0,
 ) -> dict:
     _harness, module = _module(target)
     corpus, seeds, findings = workdir / "corpus", workdir / "seeds", workdir / "findings"
@@ -63,6 +70,9 @@ def run(
         str(FUZZ_DIR / f"fuzz_{target}.py"),
         f"-max_total_time={seconds}",
         f"-seed={seed}",  # 0: libFuzzer picks one; a fixed seed repeats the mutation sequence
+        # with a fixed seed, a fixed number of inputs makes the run the same on a fast and a
+        # slow machine (a time limit alone lets a fast machine go further and find more)
+        *([f"-runs={runs}"] if runs else []),
         f"-timeout={timeout}",
         f"-rss_limit_mb={rss_mb}",
         f"-max_len={module.MAX_LEN}",
@@ -141,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=0, help="libFuzzer random seed (0: a new one per run)"
     )
+    parser.add_argument(
+        "--runs", type=int, default=0, help="stop after this many inputs (0: only --seconds)"
+    )
     parser.add_argument("--replay", type=Path, nargs="+", help="run these inputs once")
     parser.add_argument("--list", action="store_true", help="list the targets")
     args = parser.parse_args(argv)
@@ -162,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             rss_mb=args.rss_mb,
             seed=args.seed,
+            runs=args.runs,
         )
         print(json.dumps(summary), flush=True)
         failed |= not summary["ok"]
