@@ -44,7 +44,7 @@ def test_mail_with_a_date_whose_year_overflows() -> None:
     # OverflowError "Python int too large to convert to C long" from parsedate_to_datetime
     # (found: fixtures/fuzz/eml/date-year-overflow.eml, a mail without text besides)
     found = (FOUND / "eml" / "date-year-overflow.eml").read_bytes()
-    with pytest.raises(BadInput, match="date-year-overflow.eml: the e-mail has no text"):
+    with pytest.raises(BadInput, match=r"date-year-overflow\.eml: the e-mail has no text"):
         parse_eml(found, "date-year-overflow.eml")
     mail = (
         b"From: erika@example.org\r\nSubject: Antrag\r\n"
