@@ -272,7 +272,7 @@ class Gate:
                     self.pool.root / "tmp",
                     memory_limit=settings.service_memory,
                     cache_bytes=settings.cache_bytes,
-                    # Not a setting yet (config.py); 0 turns the result cache off.
+                    # DATENLABOR_RESULT_CACHE_BYTES; 0 turns the result cache off
                     result_cache_bytes=settings.result_cache_bytes,
                 )
             return self._engine
