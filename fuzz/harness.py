@@ -70,6 +70,38 @@ def load(target: str):
     return importlib.import_module(f"fuzz_{target}")
 
 
+_EXIT_HOOK: object = None  # keeps the C callback alive until the process ends
+
+
+def _leave_at_c_exit() -> None:
+    """End the process at C ``exit()`` before the shared libraries' own exit handlers run.
+
+    When libFuzzer finishes (``-runs`` or ``-max_total_time``) it prints its final stats and
+    calls C ``exit(0)`` from inside ``atheris.Fuzz()``, without finalising Python. ``exit``
+    then runs the C++ static destructors of DuckDB and Arrow while their worker threads are
+    still alive; now and then that corrupts the heap ("corrupted double-linked list") and the
+    run ends in a signal after all inputs passed. C ``atexit`` handlers run in the reverse
+    order of registration, so one registered after those libraries were loaded runs first:
+    it flushes Python's streams and leaves with ``os._exit``. A crash found by libFuzzer
+    leaves through ``_Exit`` with its own status and never reaches this handler.
+    """
+    import ctypes
+
+    global _EXIT_HOOK
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    def leave(_arg: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    _EXIT_HOOK = leave
+    # glibc exports no atexit() symbol (it lives in libc_nonshared.a as a wrapper around
+    # __cxa_atexit); a NULL DSO handle registers the handler as atexit() would
+    if ctypes.CDLL(None).__cxa_atexit(leave, None, None) != 0:
+        raise RuntimeError("could not register the exit handler")
+
+
 def main(module_name: str) -> None:
     """Entry of ``python fuzz/fuzz_X.py [libFuzzer args] CORPUS…``: instrument, then fuzz."""
     import atheris
@@ -77,5 +109,6 @@ def main(module_name: str) -> None:
     module = sys.modules[module_name]
     with atheris.instrument_imports(include=list(module.INSTRUMENT)):
         module.prepare()
+    _leave_at_c_exit()  # after prepare(): DuckDB and Arrow are loaded by now
     atheris.Setup(sys.argv, checked(module.one_input))
     atheris.Fuzz()

@@ -26,6 +26,17 @@ from datenlabor.errors import BadInput
 CONFIG_FILE_NAME = "datenlabor.toml"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on. DuckDB's default is every CPU of the machine, even when
+    the process is confined to fewer (taskset, cgroup cpusets, a container's cpuset): its
+    threads then contend for the same core, and a rows page cost 1.7x the CPU (2.1 instead
+    of 1.2 ms on a server pinned to one of two cores)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Settings(BaseSettings):
     """Datenlabor settings; see the module docstring for where they come from."""
 

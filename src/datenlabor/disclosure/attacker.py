@@ -10,6 +10,8 @@ model; the model is kept and re-solved per cell with a warm start (objective cha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import highspy
@@ -17,16 +19,44 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from datenlabor.config import usable_cpus
 from datenlabor.errors import BadInput
 
 INF = float("inf")
 # Re-solves change only the objective (or bounds): the old basis stays primal feasible, so
 # primal simplex from it is quickest; presolve would throw the basis away.
-_OPTIONS: dict[str, str | int | bool] = {
+LP_OPTIONS: dict[str, str | int | bool] = {
     "output_flag": False,
     "presolve": "off",
     "simplex_strategy": 4,
 }
+_COLD_OPTIONS: dict[str, str | int | bool] = {"presolve": "on", "simplex_strategy": 1}
+
+
+def new_model(lp: highspy.HighsLp) -> highspy.Highs:
+    """A HiGHS instance holding ``lp``, set up for :func:`solve`."""
+    h = highspy.Highs()
+    for k, v in LP_OPTIONS.items():
+        h.setOptionValue(k, v)
+    h.passModel(lp)
+    return h
+
+
+def solve(h: highspy.Highs) -> None:
+    """Run ``h``. The first run (no basis yet) uses presolve and dual simplex: from scratch
+    that is far quicker on these tables (0.3 s instead of 4.8 s on a component of 16,605
+    cells, mostly phase 1 of the primal simplex). Later runs change only the objective or
+    bounds and go on with primal simplex from the basis the last run left."""
+    if h.getBasis().valid:
+        h.run()
+        return
+    for k, v in _COLD_OPTIONS.items():
+        h.setOptionValue(k, v)
+    try:
+        h.run()
+    finally:
+        for k in _COLD_OPTIONS:
+            h.setOptionValue(k, LP_OPTIONS[k])
 
 
 @dataclass
@@ -86,11 +116,7 @@ class Attacker:
             lp.a_matrix_.start_ = sub.indptr
             lp.a_matrix_.index_ = sub.indices
             lp.a_matrix_.value_ = sub.data
-            h = highspy.Highs()
-            for k, v in _OPTIONS.items():
-                h.setOptionValue(k, v)
-            h.passModel(lp)
-            comp.model = h
+            comp.model = new_model(lp)
         self._components[label] = comp
         return comp
 
@@ -102,7 +128,9 @@ class Attacker:
         j = int(self.col[cell])
         if j < 0:
             raise ValueError(f"cell {cell} is published")
-        comp = self._component(int(self.label[j]))
+        return self._interval(self._component(int(self.label[j])), cell, low, high)
+
+    def _interval(self, comp: _Component, cell: int, low: bool, high: bool) -> tuple[float, float]:
         if comp.model is None:
             return 0.0, INF
         local = int(np.searchsorted(comp.cells, cell))
@@ -110,54 +138,110 @@ class Attacker:
         hi = -self._solve(comp.model, local, -1.0) if high else INF
         return lo, hi
 
+    def intervals(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`interval` of many suppressed cells (components in parallel threads)."""
+        lo, hi = np.zeros(len(cells)), np.zeros(len(cells))
+        if (self.col[cells] < 0).any():
+            raise ValueError(f"cell {int(cells[self.col[cells] < 0][0])} is published")
+
+        def work(comp: _Component, idx: np.ndarray) -> None:
+            for k in idx:
+                lo[k], hi[k] = self._interval(comp, int(cells[k]), True, True)
+
+        self._per_component(cells, work)
+        return lo, hi
+
     def certify(self, cells: np.ndarray, bound: np.ndarray, side: str) -> np.ndarray:
-        """Which cells provably reach ``bound`` (max >= bound, or min <= bound for "lower").
+        """Which cells provably reach ``bound`` (max >= bound, or min <= bound for "lower")."""
+        return self.bounds(cells, bound, side, exact=False)[0]
+
+    def bounds(
+        self, cells: np.ndarray, goal: np.ndarray, side: str, *, exact: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which cells provably reach ``goal`` (max >= goal, or min <= goal for "lower"),
+        and with ``exact`` the attacker's max (min) of each other cell (NaN where certified).
 
         Instead of one LP per cell: per component, one LP pushes all pending cells towards
-        their bounds at once (each capped at its bound, so that one cell cannot take all);
+        their goals at once (each capped at its goal, so that one cell cannot take all);
         cells that reach it are certified by that feasible table; repeat with the rest while
-        that certifies more. Cells left over are not protected or need their own LP.
+        that certifies more. Only the cells left over get their own LP.
         """
         ok = np.zeros(len(cells), dtype=bool)
+        bound = np.full(len(cells), np.nan)
+
+        def work(comp: _Component, idx: np.ndarray) -> None:
+            ok[idx] = self._certify_component(comp, cells[idx], goal[idx], side)
+            if exact:
+                for k in idx[~ok[idx]]:
+                    lo, hi = self._interval(comp, int(cells[k]), side == "lower", side == "upper")
+                    bound[k] = hi if side == "upper" else lo
+
+        self._per_component(cells, work)
+        return ok, bound
+
+    def _per_component(
+        self, cells: np.ndarray, work: Callable[[_Component, np.ndarray], None]
+    ) -> None:
+        """Call ``work(component, positions in cells)`` for each component holding some of
+        ``cells``, largest first, in threads: HiGHS releases the GIL while it solves (two
+        components on two cores took 1.0 s instead of 1.7 s), and each component has its own
+        model, used by one thread only, so the results do not depend on the scheduling."""
         if not len(cells):
-            return ok
-        labels = self.label[self.col[cells]]
+            return
+        groups = sorted(
+            _groups(self.label[self.col[cells]]).items(),
+            key=lambda kv: (-len(self._cols_of.get(kv[0], ())), kv[0]),
+        )
+
+        def one(item: tuple[int, np.ndarray]) -> None:
+            work(self._component(item[0]), item[1])
+
+        workers = min(usable_cpus(), len(groups))
+        if workers <= 1:
+            for item in groups:
+                one(item)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="sdc-attacker") as pool:
+            for _ in pool.map(one, groups):  # re-raises the first error of any component
+                pass
+
+    def _certify_component(
+        self, comp: _Component, cells: np.ndarray, bound: np.ndarray, side: str
+    ) -> np.ndarray:
+        ok = np.zeros(len(cells), dtype=bool)
+        h = comp.model
+        if h is None:  # no equation: unbounded above, 0 below
+            return bound <= 0.0 if side == "lower" else np.ones(len(cells), dtype=bool)
         sign = -1.0 if side == "upper" else 1.0  # HiGHS minimises
-        for label, idx in _groups(labels).items():
-            comp = self._component(int(label))
-            h = comp.model
-            if h is None:  # no equation: unbounded above, 0 below
-                ok[idx] = bound[idx] <= 0.0 if side == "lower" else True
-                continue
-            local = np.searchsorted(comp.cells, cells[idx]).astype(np.int32)
-            pending = np.ones(len(idx), dtype=bool)
-            while pending.any():
-                cols, caps = local[pending], bound[idx][pending]
-                lo = np.zeros(len(cols)) if side == "upper" else np.maximum(caps, 0.0)
-                hi = caps if side == "upper" else np.full(len(cols), highspy.kHighsInf)
-                h.changeColsBounds(len(cols), cols, lo, hi)
-                h.changeColsCost(len(cols), cols, np.full(len(cols), sign))
-                h.run()
-                status = h.getModelStatus()
-                values = np.asarray(h.getSolution().col_value)[cols]
-                h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
-                h.changeColsBounds(
-                    len(cols), cols, np.zeros(len(cols)), np.full(len(cols), highspy.kHighsInf)
-                )
-                if status != highspy.HighsModelStatus.kOptimal:
-                    break
-                tol = tolerance(caps, self.scale)
-                reached = values >= caps - tol if side == "upper" else values <= caps + tol
-                if not reached.any():
-                    break
-                where = np.flatnonzero(pending)
-                ok[idx[where[reached]]] = True
-                pending[where[reached]] = False
+        local = np.searchsorted(comp.cells, cells).astype(np.int32)
+        pending = np.ones(len(cells), dtype=bool)
+        while pending.any():
+            cols, caps = local[pending], bound[pending]
+            lo = np.zeros(len(cols)) if side == "upper" else np.maximum(caps, 0.0)
+            hi = caps if side == "upper" else np.full(len(cols), highspy.kHighsInf)
+            h.changeColsBounds(len(cols), cols, lo, hi)
+            h.changeColsCost(len(cols), cols, np.full(len(cols), sign))
+            solve(h)
+            status = h.getModelStatus()
+            values = np.asarray(h.getSolution().col_value)[cols]
+            h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
+            h.changeColsBounds(
+                len(cols), cols, np.zeros(len(cols)), np.full(len(cols), highspy.kHighsInf)
+            )
+            if status != highspy.HighsModelStatus.kOptimal:
+                break
+            tol = tolerance(caps, self.scale)
+            reached = values >= caps - tol if side == "upper" else values <= caps + tol
+            if not reached.any():
+                break
+            where = np.flatnonzero(pending)
+            ok[where[reached]] = True
+            pending[where[reached]] = False
         return ok
 
     def _solve(self, h: highspy.Highs, col: int, sign: float) -> float:
         h.changeColCost(col, sign)
-        h.run()
+        solve(h)
         status = h.getModelStatus()
         if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
             h.clearSolver()  # a warm start can end in a wrong verdict: confirm from scratch
@@ -225,6 +309,7 @@ def violations(
     cubes: bool = False,
     max_box: int | None = None,
     boxes: bool = True,
+    exact: bool = True,
 ) -> list[Violation]:
     """Every (target, cell, side) whose required protection the attacker can undercut.
 
@@ -257,15 +342,17 @@ def violations(
             continue
         attacker = Attacker(matrix, np.where(suppressed, np.nan, t.values), suppressed)
         for side, (c, goal) in sides.items():
-            ok = attacker.certify(c, goal, side)
-            for cell in c[~ok]:
+            ok, bound = attacker.bounds(c, goal, side, exact=exact)
+            for cell, b in zip(c[~ok], bound[~ok], strict=True):
                 x = float(t.values[cell])
-                lo, hi = attacker.interval(int(cell), low=side == "lower", high=side == "upper")
                 tol = tolerance(x, attacker.scale)
-                if side == "upper" and hi < x + t.upper[cell] - tol:
-                    found.append(Violation(ti, int(cell), "upper", float(t.upper[cell]), hi))
-                if side == "lower" and lo > x - t.lower[cell] + tol:
-                    found.append(Violation(ti, int(cell), "lower", float(t.lower[cell]), lo))
+                if not exact:
+                    level = t.upper[cell] if side == "upper" else t.lower[cell]
+                    found.append(Violation(ti, int(cell), side, float(level), b))
+                elif side == "upper" and b < x + t.upper[cell] - tol:
+                    found.append(Violation(ti, int(cell), "upper", float(t.upper[cell]), b))
+                if side == "lower" and b > x - t.lower[cell] + tol:
+                    found.append(Violation(ti, int(cell), "lower", float(t.lower[cell]), b))
     return found
 
 

@@ -58,8 +58,8 @@ def audit(table: pa.Table, rules: Rules, *, file: str | None = None) -> list[dic
             findings.append(_finding(codes, dims, int(c), col, "published", None))
         attacker = Attacker(matrix, vals, suppressed)
         threshold = col == "n" and rules.frequency_table
-        for c in np.flatnonzero(primary & suppressed):
-            lo, hi = attacker.interval(int(c))
+        hidden = np.flatnonzero(primary & suppressed)
+        for c, lo, hi in zip(hidden, *attacker.intervals(hidden), strict=True):
             tol = tolerance(hi if np.isfinite(hi) else 0.0, attacker.scale)
             if hi - lo <= tol:
                 findings.append(_finding(codes, dims, int(c), col, "exact", (lo, hi)))

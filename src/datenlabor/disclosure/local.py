@@ -17,20 +17,46 @@ rounds repeat for those not yet there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from datenlabor.config import usable_cpus
+from datenlabor.disclosure.attacker import new_model, solve
 from datenlabor.disclosure.table import Coding
 
-_OPTIONS: dict[str, str | int | bool] = {
-    "output_flag": False,
-    "presolve": "off",
-    "simplex_strategy": 4,
-}
 _NEG = -(1 << 62)
+T = TypeVar("T")
+
+
+def in_waves(boxes: list[np.ndarray], n_cells: int, work: Callable[[int], T]) -> list[T]:
+    """``[work(i) for i in range(len(boxes))]``, with boxes that share no cell in threads.
+
+    ``work(i)`` may read and write state of the cells of ``boxes[i]`` only (the suppression
+    mask there, its own box LP). Then two boxes without a common cell commute, and running
+    them side by side gives what running them in order gives: each box goes into the wave
+    after the last wave holding a box it overlaps, so overlapping boxes keep their order,
+    and the boxes of one wave run in threads (HiGHS releases the GIL while it solves).
+    """
+    last = np.full(n_cells, -1, dtype=np.int64)
+    wave = np.empty(len(boxes), dtype=np.int64)
+    for i, box in enumerate(boxes):
+        wave[i] = int(last[box].max(initial=-1)) + 1
+        last[box] = wave[i]
+    workers = min(usable_cpus(), len(boxes))
+    if workers <= 1:
+        return [work(i) for i in range(len(boxes))]
+    results: list[T | None] = [None] * len(boxes)
+    with ThreadPoolExecutor(workers, thread_name_prefix="sdc-box") as pool:
+        for w in range(int(wave.max(initial=-1)) + 1):
+            idx = np.flatnonzero(wave == w).tolist()
+            for i, result in zip(idx, pool.map(work, idx), strict=True):
+                results[i] = result
+    return results  # type: ignore[return-value]
 
 
 def box_groups(coding: Coding, cells: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -118,10 +144,7 @@ class BoxModel:
         lp.a_matrix_.start_ = csc.indptr
         lp.a_matrix_.index_ = csc.indices
         lp.a_matrix_.value_ = csc.data
-        self.h = highspy.Highs()
-        for key, value in _OPTIONS.items():
-            self.h.setOptionValue(key, value)
-        self.h.passModel(lp)
+        self.h = new_model(lp)
         self.free = free.copy()
 
     def local(self, cells: np.ndarray) -> np.ndarray:
@@ -148,7 +171,7 @@ class BoxModel:
             else:
                 self._bounds(c, np.maximum(g, 0.0), np.full(len(c), highspy.kHighsInf))
             h.changeColsCost(len(c), c, np.full(len(c), sign))
-            h.run()
+            solve(h)
             status = h.getModelStatus()
             values = np.asarray(h.getSolution().col_value)[c]
             h.changeColsCost(len(c), c, np.zeros(len(c)))
@@ -174,7 +197,7 @@ class BoxModel:
         h.changeColCost(col, sign)
         try:
             for _ in range(100):
-                h.run()
+                solve(h)
                 status = h.getModelStatus()
                 if status == highspy.HighsModelStatus.kUnbounded:
                     return side == "upper"

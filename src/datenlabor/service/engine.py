@@ -16,7 +16,6 @@ its own cursor, which already apply the caller's grants.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from datenlabor.config import usable_cpus
 from datenlabor.query.connection import connect, quote_ident
 
 ROW = "__row"
@@ -59,17 +59,6 @@ def _batches_with_row_id(files: list[str], schema: pa.Schema) -> Iterator[pa.Rec
             ids = pa.array(range(offset, offset + batch.num_rows), pa.int64())
             offset += batch.num_rows
             yield pa.RecordBatch.from_arrays([*batch.columns, ids], names=[*schema.names, ROW])
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on. DuckDB's default is every CPU of the machine, even when
-    the process is confined to fewer (taskset, cgroup cpusets, a container's cpuset): its
-    threads then contend for the same core, and a rows page cost 1.7x the CPU (2.1 instead
-    of 1.2 ms on a server pinned to one of two cores)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class ResultCache:

@@ -21,12 +21,12 @@ from starlette.routing import Route
 
 from datenlabor.access.audit import entry_dict
 from datenlabor.access.principal import Principal
+from datenlabor.config import usable_cpus
 from datenlabor.errors import BadInput, Forbidden
 from datenlabor.pool.catalog import DatasetMeta
 from datenlabor.service import grants as grant_ops
 from datenlabor.service import publishing
 from datenlabor.service.catalogue import FACETS, search
-from datenlabor.service.engine import usable_cpus
 from datenlabor.service.gate import Gate, RowsResult, Source
 from datenlabor.web.auth import check_csrf, client_of, principal
 from datenlabor.web.errors import ERROR_RESPONSES
