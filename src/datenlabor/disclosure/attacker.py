@@ -318,7 +318,10 @@ def violations(
     before the boxes, try hypercube certificates (:mod:`.hypercube`, no solver);
     ``max_box``: skip boxes of more cells (their cells go to the component LP at once);
     ``boxes=False``: no box LPs at all (on large tables one LP per component certifies most
-    cells faster than thousands of box LPs). The audit uses no cubes, so that it stays
+    cells faster than thousands of box LPs); ``exact=False``: cells no certificate covers are
+    returned as violations without their exact interval (``bound`` NaN), for a caller that
+    repairs them in their box anyway, where a cell protected already costs one LP and no
+    suppression as long as its box shows it. The audit uses no cubes, so that it stays
     independent of the fast method's shortcuts.
     """
     found = []

