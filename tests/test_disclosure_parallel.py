@@ -113,3 +113,28 @@ def test_intervals_in_threads_equal_one_by_one(monkeypatch: pytest.MonkeyPatch) 
     assert np.allclose(hi, [b for _, b in one_by_one])
     with pytest.raises(ValueError, match="published"):
         Attacker(matrix, values, sup).intervals(np.flatnonzero(~sup)[:1])
+
+
+def test_first_violation_answers_as_the_full_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clean-up asks only whether a pattern has a violation: the attack that stops at
+    the first one must say yes exactly when the full attack finds any, on one or more CPUs."""
+    matrix, mask, targets, cost, coding = _parts(*_large_table(9))
+    protected, _ = suppress_fast(matrix, mask, targets, cost, coding)
+    secondary = np.flatnonzero(protected & ~mask)
+    rng = np.random.default_rng(4)
+    patterns = [protected, mask | (rng.random(len(mask)) < 0.3)]
+    for k in (1, 5, 50):  # publish some secondary cells again
+        sup = protected.copy()
+        sup[rng.choice(secondary, k, replace=False)] = False
+        patterns.append(sup)
+    cells = np.flatnonzero(mask)
+    answers = set()
+    for n in (1, 3):
+        _cpus(monkeypatch, n)
+        for sup in patterns:
+            full = {(v.cell, v.side) for v in violations(matrix, sup, cells, targets, boxes=False)}
+            first = violations(matrix, sup, cells, targets, boxes=False, first=True)
+            assert bool(first) == bool(full)
+            assert {(v.cell, v.side) for v in first} <= full
+            answers.add(bool(full))
+    assert answers == {True, False}  # both outcomes were exercised

@@ -10,6 +10,7 @@ model; the model is kept and re-solved per cell with a warm start (objective cha
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,7 +157,14 @@ class Attacker:
         return self.bounds(cells, bound, side, exact=False)[0]
 
     def bounds(
-        self, cells: np.ndarray, goal: np.ndarray, side: str, *, exact: bool = True
+        self,
+        cells: np.ndarray,
+        goal: np.ndarray,
+        side: str,
+        *,
+        exact: bool = True,
+        tol: np.ndarray | None = None,
+        first: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Which cells provably reach ``goal`` (max >= goal, or min <= goal for "lower"),
         and with ``exact`` the attacker's max (min) of each other cell (NaN where certified).
@@ -164,17 +172,27 @@ class Attacker:
         Instead of one LP per cell: per component, one LP pushes all pending cells towards
         their goals at once (each capped at its goal, so that one cell cannot take all);
         cells that reach it are certified by that feasible table; repeat with the rest while
-        that certifies more. Only the cells left over get their own LP.
+        that certifies more. Only the cells left over get their own LP. ``first``: stop
+        once one cell's bound falls short of its goal by more than ``tol`` (the caller asks
+        only whether there is a violation); cells not examined then keep NaN.
         """
         ok = np.zeros(len(cells), dtype=bool)
         bound = np.full(len(cells), np.nan)
+        stop = threading.Event()
 
         def work(comp: _Component, idx: np.ndarray) -> None:
+            if stop.is_set():
+                return
             ok[idx] = self._certify_component(comp, cells[idx], goal[idx], side)
-            if exact:
-                for k in idx[~ok[idx]]:
-                    lo, hi = self._interval(comp, int(cells[k]), side == "lower", side == "upper")
-                    bound[k] = hi if side == "upper" else lo
+            if not exact:
+                return
+            for k in idx[~ok[idx]]:
+                if stop.is_set():
+                    return
+                lo, hi = self._interval(comp, int(cells[k]), side == "lower", side == "upper")
+                bound[k] = hi if side == "upper" else lo
+                if first and tol is not None and short(bound[k], goal[k], tol[k], side):
+                    stop.set()
 
         self._per_component(cells, work)
         return ok, bound
@@ -288,6 +306,15 @@ def tolerance(value: float | np.ndarray, scale: float) -> float | np.ndarray:
     return 1e-7 * scale + 1e-6 * np.abs(value)
 
 
+def short(
+    bound: np.ndarray | float, goal: np.ndarray | float, tol: np.ndarray | float, side: str
+) -> np.ndarray | bool:
+    """Whether the attacker's bound stops short of the goal (NaN, not examined: False)."""
+    if side == "upper":
+        return np.less(bound, np.subtract(goal, tol))
+    return np.greater(bound, np.add(goal, tol))
+
+
 @dataclass
 class Violation:
     """A primary cell whose interval in a target column is narrower than required."""
@@ -310,6 +337,7 @@ def violations(
     max_box: int | None = None,
     boxes: bool = True,
     exact: bool = True,
+    first: bool = False,
 ) -> list[Violation]:
     """Every (target, cell, side) whose required protection the attacker can undercut.
 
@@ -321,7 +349,8 @@ def violations(
     cells faster than thousands of box LPs); ``exact=False``: cells no certificate covers are
     returned as violations without their exact interval (``bound`` NaN), for a caller that
     repairs them in their box anyway, where a cell protected already costs one LP and no
-    suppression as long as its box shows it. The audit uses no cubes, so that it stays
+    suppression as long as its box shows it; ``first``: stop at the first violation (for a
+    caller that asks only whether there is one). The audit uses no cubes, so that it stays
     independent of the fast method's shortcuts.
     """
     found = []
@@ -345,17 +374,15 @@ def violations(
             continue
         attacker = Attacker(matrix, np.where(suppressed, np.nan, t.values), suppressed)
         for side, (c, goal) in sides.items():
-            ok, bound = attacker.bounds(c, goal, side, exact=exact)
-            for cell, b in zip(c[~ok], bound[~ok], strict=True):
-                x = float(t.values[cell])
-                tol = tolerance(x, attacker.scale)
-                if not exact:
-                    level = t.upper[cell] if side == "upper" else t.lower[cell]
-                    found.append(Violation(ti, int(cell), side, float(level), b))
-                elif side == "upper" and b < x + t.upper[cell] - tol:
-                    found.append(Violation(ti, int(cell), "upper", float(t.upper[cell]), b))
-                if side == "lower" and b > x - t.lower[cell] + tol:
-                    found.append(Violation(ti, int(cell), "lower", float(t.lower[cell]), b))
+            tol = np.broadcast_to(tolerance(t.values[c], attacker.scale), (len(c),))
+            ok, bound = attacker.bounds(c, goal, side, exact=exact, tol=tol, first=first)
+            bad = ~ok if not exact else ~ok & short(bound, goal, tol, side)
+            level = t.upper if side == "upper" else t.lower
+            for k in np.flatnonzero(bad):
+                cell = int(c[k])
+                found.append(Violation(ti, cell, side, float(level[cell]), float(bound[k])))
+            if first and found:
+                return found
     return found
 
 

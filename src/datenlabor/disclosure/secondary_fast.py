@@ -211,7 +211,12 @@ def _cleanup(
             if b[min(np.searchsorted(b, c), len(b) - 1)] == c:
                 check.append(m[~boxed(ti, m, b)])  # lost the box certificate: ask the attacker
         cells = np.unique(np.concatenate(check))
-        safe = not len(cells) or not violations(matrix, sup, cells, targets, coding)
+        # Every cell here failed its box certificate, with as much suppression or more:
+        # publishing a cell only narrows what the attacker must allow, so the boxes would
+        # fail again; straight to the component LPs.
+        safe = not len(cells) or not violations(
+            matrix, sup, cells, targets, boxes=False, first=True
+        )
         if safe:
             cleaned += 1
             unboxed = cells  # from now on protected only through cells outside their box
