@@ -147,6 +147,18 @@ class BoxModel:
         self.h = new_model(lp)
         self.free = free.copy()
 
+    def publish(self, cell: int) -> None:
+        """Fix a suppressed cell of the box at its reference value (published again)."""
+        col = int(np.searchsorted(self.box, cell))
+        self.free[col] = False
+        self._bounds(np.array([col]), self.x[[col]], self.x[[col]])
+
+    def hide(self, cell: int) -> None:
+        """Free a cell of the box again (suppressed)."""
+        col = int(np.searchsorted(self.box, cell))
+        self.free[col] = True
+        self._reset(np.array([col]))
+
     def local(self, cells: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.box, cells).astype(np.int32)
 
