@@ -60,6 +60,47 @@ def solve(h: highspy.Highs) -> None:
             h.setOptionValue(k, LP_OPTIONS[k])
 
 
+def push_to_goals(
+    h: highspy.Highs, cols: np.ndarray, goals: np.ndarray, side: str, tol: np.ndarray
+) -> np.ndarray:
+    """Which of the model's columns ``cols`` reach their goals (max >= goal for "upper",
+    min <= goal for "lower") in some solution of the model: a certificate for each.
+
+    Instead of one LP per column, one LP pushes all pending columns towards their goals at
+    once (each capped at its goal, so that one cannot take all); those that reach it are
+    certified by that solution; repeat with the rest while that certifies more. The columns
+    must be free (``[0, inf)``) before the call and are again after it.
+    """
+    cols = np.asarray(cols, dtype=np.int32)
+    ok = np.zeros(len(cols), dtype=bool)
+    pending = np.ones(len(cols), dtype=bool)
+    sign = -1.0 if side == "upper" else 1.0  # HiGHS minimises
+    while pending.any():
+        c, g = cols[pending], goals[pending]
+        n, cap = len(c), np.maximum(g, 0.0)
+        inf = np.full(n, highspy.kHighsInf)
+        if side == "upper":
+            h.changeColsBounds(n, c, np.zeros(n), cap)
+        else:
+            h.changeColsBounds(n, c, cap, inf)
+        h.changeColsCost(n, c, np.full(n, sign))
+        solve(h)
+        status = h.getModelStatus()
+        values = np.asarray(h.getSolution().col_value)[c]
+        h.changeColsCost(n, c, np.zeros(n))
+        h.changeColsBounds(n, c, np.zeros(n), inf)
+        if status != highspy.HighsModelStatus.kOptimal:
+            break
+        t = tol[pending]
+        reached = values >= g - t if side == "upper" else values <= g + t
+        if not reached.any():
+            break
+        where = np.flatnonzero(pending)
+        ok[where[reached]] = True
+        pending[where[reached]] = False
+    return ok
+
+
 @dataclass
 class _Component:
     cells: np.ndarray  # table cell indices (columns of the model)
@@ -224,38 +265,13 @@ class Attacker:
                 pass
 
     def _certify_component(
-        self, comp: _Component, cells: np.ndarray, bound: np.ndarray, side: str
+        self, comp: _Component, cells: np.ndarray, goal: np.ndarray, side: str
     ) -> np.ndarray:
-        ok = np.zeros(len(cells), dtype=bool)
-        h = comp.model
-        if h is None:  # no equation: unbounded above, 0 below
-            return bound <= 0.0 if side == "lower" else np.ones(len(cells), dtype=bool)
-        sign = -1.0 if side == "upper" else 1.0  # HiGHS minimises
-        local = np.searchsorted(comp.cells, cells).astype(np.int32)
-        pending = np.ones(len(cells), dtype=bool)
-        while pending.any():
-            cols, caps = local[pending], bound[pending]
-            lo = np.zeros(len(cols)) if side == "upper" else np.maximum(caps, 0.0)
-            hi = caps if side == "upper" else np.full(len(cols), highspy.kHighsInf)
-            h.changeColsBounds(len(cols), cols, lo, hi)
-            h.changeColsCost(len(cols), cols, np.full(len(cols), sign))
-            solve(h)
-            status = h.getModelStatus()
-            values = np.asarray(h.getSolution().col_value)[cols]
-            h.changeColsCost(len(cols), cols, np.zeros(len(cols)))
-            h.changeColsBounds(
-                len(cols), cols, np.zeros(len(cols)), np.full(len(cols), highspy.kHighsInf)
-            )
-            if status != highspy.HighsModelStatus.kOptimal:
-                break
-            tol = tolerance(caps, self.scale)
-            reached = values >= caps - tol if side == "upper" else values <= caps + tol
-            if not reached.any():
-                break
-            where = np.flatnonzero(pending)
-            ok[where[reached]] = True
-            pending[where[reached]] = False
-        return ok
+        if comp.model is None:  # no equation: unbounded above, 0 below
+            return goal <= 0.0 if side == "lower" else np.ones(len(cells), dtype=bool)
+        local = np.searchsorted(comp.cells, cells)
+        tol = np.broadcast_to(tolerance(goal, self.scale), goal.shape)
+        return push_to_goals(comp.model, local, goal, side, tol)
 
     def _solve(self, h: highspy.Highs, col: int, sign: float) -> float:
         h.changeColCost(col, sign)

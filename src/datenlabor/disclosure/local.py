@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from datenlabor.config import usable_cpus
-from datenlabor.disclosure.attacker import new_model, solve
+from datenlabor.disclosure.attacker import new_model, push_to_goals, solve
 from datenlabor.disclosure.table import Coding
 
 _NEG = -(1 << 62)
@@ -171,32 +171,11 @@ class BoxModel:
     def certify(
         self, cols: np.ndarray, goals: np.ndarray, side: str, tol: np.ndarray
     ) -> np.ndarray:
-        """Which of the (free) local columns reach their goal (>= for "upper", <= "lower")."""
+        """Which of the local columns reach their goal (>= for "upper", <= "lower"); only
+        suppressed (free) ones can."""
         ok = np.zeros(len(cols), dtype=bool)
-        pending = self.free[cols].copy()
-        sign = -1.0 if side == "upper" else 1.0
-        h = self.h
-        while pending.any():
-            c, g = cols[pending], goals[pending]
-            if side == "upper":
-                self._bounds(c, np.zeros(len(c)), np.maximum(g, 0.0))
-            else:
-                self._bounds(c, np.maximum(g, 0.0), np.full(len(c), highspy.kHighsInf))
-            h.changeColsCost(len(c), c, np.full(len(c), sign))
-            solve(h)
-            status = h.getModelStatus()
-            values = np.asarray(h.getSolution().col_value)[c]
-            h.changeColsCost(len(c), c, np.zeros(len(c)))
-            self._reset(c)
-            if status != highspy.HighsModelStatus.kOptimal:
-                break
-            t = tol[pending]
-            reached = values >= g - t if side == "upper" else values <= g + t
-            if not reached.any():
-                break
-            where = np.flatnonzero(pending)
-            ok[where[reached]] = True
-            pending[where[reached]] = False
+        free = self.free[cols]
+        ok[free] = push_to_goals(self.h, cols[free], goals[free], side, tol[free])
         return ok
 
     def push(
