@@ -32,6 +32,7 @@ LP_OPTIONS: dict[str, str | int | bool] = {
     "simplex_strategy": 4,
 }
 _COLD_OPTIONS: dict[str, str | int | bool] = {"presolve": "on", "simplex_strategy": 1}
+_COLD_AFTER = 100  # cells certified in one round after which the next starts afresh
 
 
 def new_model(lp: highspy.HighsLp) -> highspy.Highs:
@@ -98,6 +99,13 @@ def push_to_goals(
         where = np.flatnonzero(pending)
         ok[where[reached]] = True
         pending[where[reached]] = False
+        if reached.sum() >= _COLD_AFTER:
+            # Many objective coefficients change for the next round: the old basis is far
+            # from its optimum, and a fresh start (presolve, dual simplex) is quicker. On a
+            # component of 8,479 cells the rounds took 1.0 s instead of 1.8 s. Small box
+            # LPs, which rarely certify that many at once, keep their warm starts (a fresh
+            # start each round made the clean-up of an 850-cell table 50 % slower).
+            h.clearSolver()
     return ok
 
 
