@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datenlabor.disclosure import Dim, Rules, attacker, local, secondary_fast
+from datenlabor.disclosure import Dim, Rules, attacker
 from datenlabor.disclosure.attacker import Attacker, violations
 from datenlabor.disclosure.local import in_waves
 from datenlabor.disclosure.secondary_fast import CLEANUP_MAX_CELLS, suppress_fast
@@ -20,8 +20,7 @@ from test_disclosure_methods import ART, KREISE, _parts
 
 
 def _cpus(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    for module in (attacker, local, secondary_fast):
-        monkeypatch.setattr(module, "usable_cpus", lambda: n)
+    monkeypatch.setattr(attacker, "usable_cpus", lambda: n)
 
 
 def _large_table(seed: int) -> tuple[pa.Table, Rules]:
@@ -57,7 +56,7 @@ def test_boxes_in_waves_end_as_one_after_the_other(boxes: list[list[int]]) -> No
         if not parallel:
             return state, [work(i) for i in range(len(arrays))]
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(local, "usable_cpus", lambda: 4)
+            mp.setattr(attacker, "usable_cpus", lambda: 4)
             results = in_waves(arrays, 30, work)
         return state, results
 

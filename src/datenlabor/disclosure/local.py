@@ -18,15 +18,13 @@ rounds repeat for those not yet there.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from datenlabor.config import usable_cpus
-from datenlabor.disclosure.attacker import new_model, push_to_goals, solve
+from datenlabor.disclosure.attacker import lp_map, new_model, push_to_goals, solve
 from datenlabor.disclosure.table import Coding
 
 _NEG = -(1 << 62)
@@ -40,22 +38,18 @@ def in_waves(boxes: list[np.ndarray], n_cells: int, work: Callable[[int], T]) ->
     mask there, its own box LP). Then two boxes without a common cell commute, and running
     them side by side gives what running them in order gives: each box goes into the wave
     after the last wave holding a box it overlaps, so overlapping boxes keep their order,
-    and the boxes of one wave run in threads (HiGHS releases the GIL while it solves).
+    and the boxes of one wave run in threads (:func:`.attacker.lp_map`).
     """
     last = np.full(n_cells, -1, dtype=np.int64)
     wave = np.empty(len(boxes), dtype=np.int64)
     for i, box in enumerate(boxes):
         wave[i] = int(last[box].max(initial=-1)) + 1
         last[box] = wave[i]
-    workers = min(usable_cpus(), len(boxes))
-    if workers <= 1:
-        return [work(i) for i in range(len(boxes))]
     results: list[T | None] = [None] * len(boxes)
-    with ThreadPoolExecutor(workers, thread_name_prefix="sdc-box") as pool:
-        for w in range(int(wave.max(initial=-1)) + 1):
-            idx = np.flatnonzero(wave == w).tolist()
-            for i, result in zip(idx, pool.map(work, idx), strict=True):
-                results[i] = result
+    for w in range(int(wave.max(initial=-1)) + 1):
+        idx = np.flatnonzero(wave == w).tolist()
+        for i, result in zip(idx, lp_map(work, idx), strict=True):
+            results[i] = result
     return results  # type: ignore[return-value]
 
 

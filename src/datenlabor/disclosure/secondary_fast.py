@@ -5,7 +5,8 @@
    the suppressed cell needs. Cheap, and it removes most exact disclosures.
 2. Attack: hypercube and box certificates (:mod:`.hypercube`, :mod:`.local`; tables above
    ``CLEANUP_MAX_CELLS`` skip the boxes and certify with one LP per component), the exact
-   attacker (:mod:`.attacker`) for the rest.
+   attacker (:mod:`.attacker`) for the rest (on those tables the first attack sends the
+   uncertified cells straight to step 3). LPs run in threads (see docs/disclosure.md).
 3. Repair each violation by column generation on its box LP (suppress the published cell with
    the best cost per unit of reduced cost until the cell reaches its level); where the box
    cannot, the same on the whole-table LP, and as a last resort the cheapest *deviation* LP
@@ -22,7 +23,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -30,8 +30,14 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from datenlabor.config import usable_cpus
-from datenlabor.disclosure.attacker import Violation, new_model, solve, tolerance, violations
+from datenlabor.disclosure.attacker import (
+    Violation,
+    lp_map,
+    new_model,
+    solve,
+    tolerance,
+    violations,
+)
 from datenlabor.disclosure.hypercube import protect_by_cubes
 from datenlabor.disclosure.improve import improve
 from datenlabor.disclosure.local import BoxModel, box_groups, in_waves
@@ -549,8 +555,8 @@ def _deviation_vectors(
 ) -> list[np.ndarray | None]:
     """Per violation, the cheapest deviation ``y`` (on its block's cells) moving the cell by
     its protection level (None if the block has none): one LP per violation, in threads
-    (HiGHS releases the GIL while it solves; separate LPs solved twice as fast as one LP
-    holding all blocks side by side, before the threads).
+    (:func:`.attacker.lp_map`; separate LPs solved twice as fast as one LP holding all
+    blocks side by side, before the threads).
 
     Variables: ``y+``, ``y-`` (``x + y+ - y- >= 0``) and a slack with a prohibitive cost
     that keeps the LP feasible and tells whether the block has no deviation.
@@ -606,9 +612,4 @@ def _deviation_vectors(
         used = (y[:k] + y[k : 2 * k]) > 1e-9 * scale
         return np.where(used, y[:k] - y[k : 2 * k], 0.0)
 
-    items = list(zip(found, blocks, strict=True))
-    workers = min(usable_cpus(), len(items))
-    if workers <= 1:
-        return [one(item) for item in items]
-    with ThreadPoolExecutor(workers, thread_name_prefix="sdc-repair") as pool:
-        return list(pool.map(one, items))
+    return lp_map(one, list(zip(found, blocks, strict=True)))
