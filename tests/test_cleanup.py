@@ -234,3 +234,39 @@ def test_pool_cleanup_removes_model_files_no_record_points_to(pool) -> None:  # 
     assert {str(unrecorded.relative_to(pool.root)), str(partial.relative_to(pool.root))} <= set(
         report.orphan_files
     )
+
+
+def test_cleanup_removes_what_a_killed_dashboard_save_left(sqlite_pool: Any) -> None:
+    from datenlabor.access.principal import local_admin
+    from datenlabor.dashboards import versions
+    from test_dashboards import SPEC
+
+    pool, admin = sqlite_pool, local_admin("t")
+    saved = versions.put(pool, admin, "leistung", SPEC)
+    folder = pool.root / "dashboards" / "leistung"
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept == ["v1.json", "v1.yaml"]
+    # a save killed while writing its YAML to a temporary file, and one killed after its
+    # metadata (written first) but before its YAML: version 2 was never saved
+    tmp = folder / ".5e1f0c2b9a8d4e7f6a5b4c3d2e1f0a9b.tmp"
+    tmp.write_text(SPEC, encoding="utf-8")
+    meta = folder / "v2.json"
+    meta.write_text('{"saved_by": "killed", "organisation": null}', encoding="utf-8")
+    assert versions.version_numbers(pool, "leistung") == [1]
+
+    # while a live save holds the dashboard's lock nothing is touched, and cleanup does not wait
+    with lock_held_elsewhere(pool.root / "locks", "dashboard-leistung"):
+        started = time.monotonic()
+        assert pool.cleanup().orphan_files == []
+        assert time.monotonic() - started < pool.settings.lock_timeout_s
+    assert tmp.exists() and meta.exists()
+
+    report = pool.cleanup()
+    assert sorted(report.orphan_files) == sorted(str(p.relative_to(pool.root)) for p in (meta, tmp))
+    assert sorted(p.name for p in folder.iterdir()) == kept
+    assert versions.get(pool, "leistung").text == saved.text
+    # the next save takes number 2, with its own metadata
+    again = versions.put(pool, admin, "leistung", SPEC.replace("title: Leistung", "title: Neu"))
+    assert again.version == 2 and again.saved_by != "killed"
+    assert versions.get(pool, "leistung", 2).saved_by == again.saved_by
+    assert pool.cleanup().orphan_files == []

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 from datenlabor.access.principal import Principal
 from datenlabor.dashboards.spec import SLUG, Spec, load_spec, text_of
 from datenlabor.errors import BadInput, Conflict, Forbidden, NotFound
+from datenlabor.pool.cleanup import DASHBOARDS_DIR, dashboard_lock_name
+from datenlabor.pool.locks import dataset_lock
 
 if TYPE_CHECKING:
     from datenlabor.pool.pool import Pool
 
-FOLDER = "dashboards"
+FOLDER = DASHBOARDS_DIR
 _VERSION = re.compile(r"^v(\d+)\.yaml$")
 
 
@@ -155,25 +157,34 @@ def put(
             )
         organisation = current.organisation or organisation
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{uuid.uuid4().hex}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        for _attempt in range(20):
-            number = (version_numbers(pool, slug) or [0])[-1] + 1
-            try:
-                os.link(tmp, folder / f"v{number}.yaml")  # fails if another save took N
-            except FileExistsError:
-                continue
-            meta = {
-                "saved_by": p.label(),
-                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "organisation": organisation,
-            }
-            _write_json(folder / f"v{number}.json", meta)
-            return DashboardVersion(slug, number, text, spec, **meta)  # type: ignore[arg-type]
-        raise Conflict(f"dashboard {slug!r} is being saved by others; try again")
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Under the dashboard's lock: cleanup (pool.cleanup.remove_dead_dashboards) removes what
+    # a killed save left only while it holds the same lock.
+    lock = dashboard_lock_name(slug)
+    with dataset_lock(pool.root / "locks", lock, timeout_s=pool.settings.lock_timeout_s):
+        tmp = folder / f".{uuid.uuid4().hex}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            for _attempt in range(20):
+                number = (version_numbers(pool, slug) or [0])[-1] + 1
+                if (folder / f"v{number}.yaml").exists():
+                    continue
+                meta = {
+                    "saved_by": p.label(),
+                    "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "organisation": organisation,
+                }
+                # The metadata first, the YAML last: a save killed in between leaves only
+                # metadata no version has (cleanup removes it, the next save replaces it),
+                # never a version without its owner.
+                _write_json(folder / f"v{number}.json", meta)
+                try:
+                    os.link(tmp, folder / f"v{number}.yaml")  # fails if another save took N
+                except FileExistsError:
+                    continue
+                return DashboardVersion(slug, number, text, spec, **meta)  # type: ignore[arg-type]
+            raise Conflict(f"dashboard {slug!r} is being saved by others; try again")
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -169,6 +169,47 @@ def _incomplete_protected(folder: Path) -> list[Path]:
     return found
 
 
+DASHBOARDS_DIR = Path("dashboards")
+_DASHBOARD_META = re.compile(r"^v(\d+)\.json$")
+
+
+def dashboard_lock_name(slug: str) -> str:
+    """Lock (:func:`dataset_lock`) held while a version of dashboard ``slug`` is saved."""
+    return f"dashboard-{slug}"
+
+
+def remove_dead_dashboards(root: Path, *, report: CleanupReport) -> None:
+    """Delete what a killed dashboard save left in ``dashboards/<slug>/``: its temporary
+    files (``.*.tmp``) and a version's metadata without its YAML (the save writes the
+    metadata first and the YAML last, so such a version was never saved).
+
+    Cleaned under the lock :func:`dashboard_lock_name` that the save holds; a folder whose
+    lock is held is skipped, not waited for: its save is alive and its files are its own.
+    """
+    folder = root / DASHBOARDS_DIR
+    if not folder.is_dir():
+        return
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if not _dead_dashboard_files(sub):
+            continue
+        with _unless_busy(root, dashboard_lock_name(sub.name)) as free:
+            for f in _dead_dashboard_files(sub) if free else []:
+                _remove_file(root, f, report)
+
+
+def _dead_dashboard_files(folder: Path) -> list[Path]:
+    names = {p.name for p in folder.iterdir()}
+    found = []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file():
+            continue
+        temporary = f.name.startswith(".") and f.name.endswith(".tmp")
+        meta = _DASHBOARD_META.match(f.name)
+        if temporary or (meta is not None and f"v{meta[1]}.yaml" not in names):
+            found.append(f)
+    return found
+
+
 MODELS_DIR = Path("assist") / "models"
 # <name>-<12 hex>.npz, and its temporary form .<name>-<12 hex>.npz.partial
 # (datenlabor.assist.registry.register)

@@ -461,6 +461,7 @@ class Pool:
                 return {a for a in s.scalars(select(AssistModel.artifact)) if a}
 
         leftovers.remove_dead_models(self.root, models, report=report)
+        leftovers.remove_dead_dashboards(self.root, report=report)
         return report
 
     def _remove_stale_protected(self, report: leftovers.CleanupReport) -> None:
