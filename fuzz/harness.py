@@ -82,23 +82,23 @@ def _leave_at_c_exit() -> None:
     still alive; now and then that corrupts the heap ("corrupted double-linked list") and the
     run ends in a signal after all inputs passed. C ``atexit`` handlers run in the reverse
     order of registration, so one registered after those libraries were loaded runs first:
-    it flushes Python's streams and leaves with ``os._exit``. A crash found by libFuzzer
-    leaves through ``_Exit`` with its own status and never reaches this handler.
+    it flushes Python's streams and leaves with ``os._exit`` and the status ``exit`` was
+    given. A crash found by libFuzzer leaves through ``_Exit`` and never reaches it.
     """
     import ctypes
 
     global _EXIT_HOOK
 
-    @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-    def leave(_arg: object) -> None:
+    @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)
+    def leave(status: int, _arg: object) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
 
     _EXIT_HOOK = leave
-    # glibc exports no atexit() symbol (it lives in libc_nonshared.a as a wrapper around
-    # __cxa_atexit); a NULL DSO handle registers the handler as atexit() would
-    if ctypes.CDLL(None).__cxa_atexit(leave, None, None) != 0:
+    # glibc's on_exit() passes the exit status to the handler (atexit() handlers do not get
+    # it, and glibc exports no atexit symbol anyway); fuzzing runs on Linux only
+    if ctypes.CDLL(None).on_exit(leave, None) != 0:
         raise RuntimeError("could not register the exit handler")
 
 

@@ -115,7 +115,8 @@ def test_tabular_targets_read_their_format(target: str, suffix: str, fmt: str, s
     assert module._target.reader.count == 2
 
 
-def test_a_finished_run_ends_before_the_libraries_exit_handlers() -> None:
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_finished_run_ends_before_the_libraries_exit_handlers(status: int) -> None:
     """libFuzzer ends a finished run with C exit(); the C++ destructors of DuckDB and Arrow
     that exit() would run next had corrupted the heap ("corrupted double-linked list") after
     every input passed. The harness ends the process first, with the status of exit()."""
@@ -131,11 +132,11 @@ def library_destructor(_arg):  # registered at load time, as a library's destruc
 ctypes.CDLL(None).__cxa_atexit(library_destructor, None, None)
 harness._leave_at_c_exit()
 print("all inputs tried", flush=True)
-ctypes.CDLL(None).exit(0)  # what libFuzzer calls at the end of a run
+ctypes.CDLL(None).exit({status})  # what libFuzzer calls at the end of a run
 """
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == status, proc.stderr
     assert "all inputs tried" in proc.stdout
     assert "library exit handler ran" not in proc.stdout
