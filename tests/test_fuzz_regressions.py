@@ -56,6 +56,24 @@ def test_mail_with_a_date_whose_year_overflows() -> None:
     assert r.text == "Wie lange dauert mein Antrag?"
 
 
+def test_mail_whose_charset_label_holds_a_nul_byte() -> None:
+    # ValueError "embedded null character" from EmailMessage.get_payload(), which decodes
+    # the body by its charset label (found: fixtures/fuzz/eml/charset-with-nul.eml, whose
+    # From header is mangled and whose body is not text)
+    found = (FOUND / "eml" / "charset-with-nul.eml").read_bytes()
+    with pytest.raises(BadInput, match=r"charset-with-nul\.eml: the e-mail has no text"):
+        parse_eml(found, "charset-with-nul.eml")
+    mail = (
+        b"From: erika@example.org\r\nSubject: Antrag\r\n"
+        b'Content-Type: text/plain; charset="ut-\x00f-8"\r\n\r\n'
+        b"Wie lange dauert mein Antrag?\r\n"
+    )
+    r = parse_eml(mail, "nul.eml")  # the label is ignored, the mail is kept
+    assert r.text == "Wie lange dauert mein Antrag?"
+    headless = b'Content-Type: text/plain; charset="a\x00b"\r\n\r\nNur ein Text\r\n'
+    assert parse_eml(headless, "ohne-absender.eml").text == "Nur ein Text"
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [

@@ -241,10 +241,16 @@ def _html_text(html: str) -> str:
     return re.sub(r"\n\s*\n+", "\n\n", doc.text_content()).strip()
 
 
+def _has_body(msg: EmailMessage) -> bool:
+    """Whether the message has a body, without decoding it by its charset label: the stdlib
+    does that in ``get_payload()`` and raises ValueError for a label holding a NUL byte."""
+    return msg.is_multipart() or bool(msg.get_payload(decode=True))
+
+
 def parse_eml(data: bytes, name: str = "message.eml") -> Request:
     """A request from one e-mail (RFC 5322 bytes)."""
     msg = BytesParser(policy=policy.default).parsebytes(data)
-    if not isinstance(msg, EmailMessage) or (not _header(msg, "from") and not msg.get_payload()):
+    if not isinstance(msg, EmailMessage) or (not _header(msg, "from") and not _has_body(msg)):
         raise BadInput("not an e-mail message (no headers or body)", file=name)
     body_part = msg.get_body(preferencelist=("plain", "html"))
     body = ""
