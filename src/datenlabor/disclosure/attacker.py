@@ -216,10 +216,6 @@ class Attacker:
         self._per_component(cells, work)
         return lo, hi
 
-    def certify(self, cells: np.ndarray, bound: np.ndarray, side: str) -> np.ndarray:
-        """Which cells provably reach ``bound`` (max >= bound, or min <= bound for "lower")."""
-        return self.bounds(cells, bound, side, exact=False)[0]
-
     def bounds(
         self,
         cells: np.ndarray,
