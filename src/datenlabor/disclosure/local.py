@@ -24,7 +24,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from datenlabor.disclosure.attacker import lp_map, new_model, push_to_goals, solve
+from datenlabor.disclosure.attacker import Certificates, lp_map, new_model, solve, tolerance
 from datenlabor.disclosure.table import Coding
 
 _NEG = -(1 << 62)
@@ -140,12 +140,16 @@ class BoxModel:
         lp.a_matrix_.value_ = csc.data
         self.h = new_model(lp)
         self.free = free.copy()
+        self.certs = Certificates()
+        self._scale = max(1.0, float(np.abs(self.x).max(initial=0.0)))
 
     def publish(self, cell: int) -> None:
         """Fix a suppressed cell of the box at its reference value (published again)."""
         col = int(np.searchsorted(self.box, cell))
         self.free[col] = False
-        self._bounds(np.array([col]), self.x[[col]], self.x[[col]])
+        x = self.x[[col]]
+        self._bounds(np.array([col]), x, x)
+        self.certs.publish(np.array([col]), x, np.atleast_1d(tolerance(x, self._scale)))
 
     def hide(self, cell: int) -> None:
         """Free a cell of the box again (suppressed)."""
@@ -169,7 +173,7 @@ class BoxModel:
         suppressed (free) ones can."""
         ok = np.zeros(len(cols), dtype=bool)
         free = self.free[cols]
-        ok[free] = push_to_goals(self.h, cols[free], goals[free], side, tol[free])
+        ok[free] = self.certs.certify(self.h, cols[free], goals[free], side, tol[free])
         return ok
 
     def push(
