@@ -161,9 +161,11 @@ class Certificates:
 
     def publish(self, cols: np.ndarray, values: np.ndarray, tol: np.ndarray) -> None:
         """``cols`` are fixed at ``values`` now: drop the certificates that move them."""
-        self._by = {
-            key: y for key, y in self._by.items() if (np.abs(y[cols] - values) <= tol).all()
-        }
+        agrees: dict[int, bool] = {}  # one round's solution certifies many columns
+        for y in self._by.values():
+            if id(y) not in agrees:
+                agrees[id(y)] = bool((np.abs(y[cols] - values) <= tol).all())
+        self._by = {key: y for key, y in self._by.items() if agrees[id(y)]}
 
     def certify(
         self, h: highspy.Highs, cols: np.ndarray, goals: np.ndarray, side: str, tol: np.ndarray
