@@ -38,7 +38,7 @@ def in_waves(boxes: list[np.ndarray], n_cells: int, work: Callable[[int], T]) ->
     mask there, its own box LP). Then two boxes without a common cell commute, and running
     them side by side gives what running them in order gives: each box goes into the wave
     after the last wave holding a box it overlaps, so overlapping boxes keep their order,
-    and the boxes of one wave run in threads (:func:`.attacker.lp_map`).
+    and the boxes of one wave run in threads (:func:`.attacker.lp_map`), largest first.
     """
     last = np.full(n_cells, -1, dtype=np.int64)
     wave = np.empty(len(boxes), dtype=np.int64)
@@ -47,7 +47,10 @@ def in_waves(boxes: list[np.ndarray], n_cells: int, work: Callable[[int], T]) ->
         last[box] = wave[i]
     results: list[T | None] = [None] * len(boxes)
     for w in range(int(wave.max(initial=-1)) + 1):
-        idx = np.flatnonzero(wave == w).tolist()
+        idx = np.flatnonzero(wave == w)
+        # Largest boxes first: a big box started last kept one thread busy alone at the
+        # end of its wave.
+        idx = idx[np.argsort([-len(boxes[i]) for i in idx], kind="stable")].tolist()
         for i, result in zip(idx, lp_map(work, idx), strict=True):
             results[i] = result
     return results  # type: ignore[return-value]
