@@ -24,7 +24,8 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from datenlabor.disclosure.attacker import Certificates, lp_map, new_model, solve, tolerance
+from datenlabor.disclosure import columns
+from datenlabor.disclosure.attacker import Certificates, lp_map, new_model, tolerance
 from datenlabor.disclosure.table import Coding
 
 _NEG = -(1 << 62)
@@ -182,32 +183,20 @@ class BoxModel:
     def push(
         self, col: int, goal: float, side: str, sup: np.ndarray, cost: np.ndarray, tol: float
     ) -> bool:
-        """Suppress box cells (cheapest per unit of reduced cost) until ``col`` reaches
-        ``goal``: column generation on the box LP. Marks them in ``sup``; False if stuck."""
-        h = self.h
-        sign = -1.0 if side == "upper" else 1.0
-        h.changeColCost(col, sign)
-        try:
-            for _ in range(100):
-                solve(h)
-                status = h.getModelStatus()
-                if status == highspy.HighsModelStatus.kUnbounded:
-                    return side == "upper"
-                if status != highspy.HighsModelStatus.kOptimal:
-                    return False
-                sol = h.getSolution()
-                value = sol.col_value[col]
-                if (value >= goal - tol) if side == "upper" else (value <= goal + tol):
-                    return True
-                d = np.asarray(sol.col_dual)
-                helps = ~self.free & ((d < -1e-9) | ((d > 1e-9) & (self.x > 0)))
-                cand = np.flatnonzero(helps)
-                if not len(cand):
-                    return False
-                best = int(cand[np.argmin(cost[self.box[cand]] / np.abs(d[cand]))])
-                self.free[best] = True
-                sup[self.box[best]] = True
-                self._reset(np.array([best]))
-            return False
-        finally:
-            h.changeColCost(col, 0.0)
+        """Suppress box cells until ``col`` reaches ``goal`` (:func:`.columns.push`); marks
+        them in ``sup``. False if stuck."""
+
+        def hide(j: int) -> None:
+            sup[self.box[j]] = True
+
+        return columns.push(
+            self.h,
+            col,
+            goal,
+            side,
+            x=self.x,
+            free=self.free,
+            cost=cost[self.box],
+            hide=hide,
+            tol=tol,
+        )

@@ -30,11 +30,11 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from datenlabor.disclosure import columns
 from datenlabor.disclosure.attacker import (
     TableModel,
     Violation,
     lp_map,
-    solve,
     tolerance,
     violations,
 )
@@ -355,34 +355,26 @@ def _singletons(
 
 
 def _push_in_table(model: TableModel, v: Violation, sup: np.ndarray, cost: np.ndarray) -> bool:
-    """Suppress cells (cheapest per unit of improvement, by reduced cost) until the
-    attacker's bound on ``v.cell`` reaches its protection level; False if stuck."""
-    h, p, x = model.h, v.cell, model.x
-    sign = -1.0 if v.side == "upper" else 1.0
-    goal = x[p] - sign * v.need * (1 + 1e-6) - sign * 1e-9
-    h.changeColCost(p, sign)
-    try:
-        for _ in range(50):
-            solve(h)
-            if h.getModelStatus() == highspy.HighsModelStatus.kUnbounded:
-                return True
-            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                return False
-            sol = h.getSolution()
-            value = sol.col_value[p]
-            if (value >= goal) if v.side == "upper" else (value <= goal):
-                return True
-            d = np.asarray(sol.col_dual)
-            helps = ~sup & ((d < -1e-9) | ((d > 1e-9) & (x > 0)))
-            cand = np.flatnonzero(helps)
-            if not len(cand):
-                return False
-            best = cand[np.argmin(cost[cand] / np.abs(d[cand]))]
-            sup[best] = True
-            model.hide(np.array([best]))
-        return False
-    finally:
-        h.changeColCost(p, 0.0)
+    """Suppress cells until the attacker's bound on ``v.cell`` reaches its protection level
+    (:func:`.columns.push` on the whole-table LP); False if stuck."""
+    x = model.x[v.cell]
+    step = v.need * (1 + 1e-6) + 1e-9
+    goal = x + step if v.side == "upper" else x - step
+
+    def hide(j: int) -> None:
+        sup[j] = True
+
+    return columns.push(
+        model.h,
+        v.cell,
+        goal,
+        v.side,
+        x=model.x,
+        free=model.suppressed,
+        cost=cost,
+        hide=hide,
+        steps=50,
+    )
 
 
 def _repair_by_columns(
