@@ -95,7 +95,7 @@ def _check_pushes_in_the_table(case: tuple[pa.Table, Rules], seed: int) -> None:
             free=model.suppressed,
             cost=cost,
             hide=hide,
-            steps=len(sup) + 1,
+            steps=3 * len(sup) + 1,  # a cell per step, and each window turned twice at most
         )
         assert (model.suppressed == sup).all()
         assert (sup >= before).all()  # only suppresses
