@@ -133,7 +133,5 @@ def test_push_in_a_box_reaches_what_a_fresh_box_reaches(
             reach = fresh.certify(np.array([col]), np.array([goal]), "upper", np.array([tol]))
             if ok:
                 assert reach[0]
-            elif (
-                len(box) < 50
-            ):  # a stuck push (not one out of steps): the box's own maximum falls short
-                assert not reach[0]
+            elif 3 * len(box) < 100:  # stuck, not out of steps (a cell and two turns each)
+                assert not reach[0]  # the box's own maximum falls short
