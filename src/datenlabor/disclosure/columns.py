@@ -46,9 +46,12 @@ def push(
     steps: int = 100,
 ) -> bool:
     """Suppress columns of ``h`` until column ``col`` reaches ``goal`` (max >= goal - tol
-    for "upper", min <= goal + tol for "lower"); False if no published column helps. ``x``: every column's value in the reference table; ``free``:
-    which columns are suppressed, updated here; ``cost``: per column; ``hide(j)`` is told of
-    each column suppressed here (to mark it in the table); ``steps``: solves at most."""
+    for "upper", min <= goal + tol for "lower"); False if no published column helps, or
+    after ``steps`` solves (a suppressed cell takes one, and so does a turned window).
+
+    ``x``: every column's value in the reference table; ``free``: which columns are
+    suppressed, updated here; ``cost``: per column; ``hide(j)`` is told of each column
+    suppressed here (to mark it in the table)."""
     sign = -1.0 if side == "upper" else 1.0  # HiGHS minimises
     window: dict[int, int] = {}
     h.changeColCost(col, sign)
