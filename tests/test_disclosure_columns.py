@@ -11,6 +11,7 @@ import highspy
 import numpy as np
 import pyarrow as pa
 import pytest
+import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ def _bounds_are_the_pattern(h: highspy.Highs, x: np.ndarray, free: np.ndarray) -
     return bool((freed | fixed).all())
 
 
-def _attacker_max(matrix, values: np.ndarray, sup: np.ndarray, cell: int) -> float:  # type: ignore[no-untyped-def]
+def _attacker_max(matrix: sp.csr_matrix, values: np.ndarray, sup: np.ndarray, cell: int) -> float:
     return Attacker(matrix, np.where(sup, np.nan, values), sup).interval(cell, low=False)[1]
 
 

@@ -8,11 +8,11 @@
    attacker (:mod:`.attacker`) for the rest (on those tables the first attack sends the
    uncertified cells straight to step 3). LPs run in threads (see docs/disclosure.md).
 3. Repair each violation by column generation on its box LP (:mod:`.columns`: suppress the
-   published cell with the best cost per unit of reduced cost until the cell reaches its level); where the box
-   cannot, the same on the whole-table LP, and as a last resort the cheapest *deviation* LP
-   after Fischetti and Salazar (``M y = 0``, ``x + y >= 0``, costs 0 for suppressed cells;
-   suppressing the support of ``y`` makes ``x + y`` a table the attacker cannot exclude).
-   A repaired cell is protected by construction.
+   published cell with the best cost per unit of reduced cost until the cell reaches its
+   level); where the box cannot, the same on the whole-table LP, and as a last resort the
+   cheapest *deviation* LP after Fischetti and Salazar (``M y = 0``, ``x + y >= 0``, costs
+   0 for suppressed cells; suppressing the support of ``y`` makes ``x + y`` a table the
+   attacker cannot exclude). A repaired cell is protected by construction.
 4. Attack again until clean (suppression only grows, so protection once reached stays).
 5. Clean-up (tables up to ``CLEANUP_MAX_CELLS``): publish again what turns out unnecessary, most expensive
    first, each time checked by the attacker.
